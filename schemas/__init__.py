@@ -1,0 +1,41 @@
+"""The event contract of gatekeeper: every record that crosses a process boundary.
+
+This package imports only pydantic, so any service (and any consumer of the
+topics) can depend on it without pulling in a stream framework.
+"""
+
+from schemas.events import (
+    AcceptedEvent,
+    Audience,
+    Contact,
+    ContentEvent,
+    Decision,
+    DecisionKind,
+    DeliveryReceipt,
+    GateCommand,
+    Image,
+    Link,
+    ManualRelease,
+    PublishedNotice,
+    ReleaseOrder,
+    Sender,
+    Tick,
+)
+
+__all__ = [
+    "AcceptedEvent",
+    "Audience",
+    "Contact",
+    "ContentEvent",
+    "Decision",
+    "DecisionKind",
+    "DeliveryReceipt",
+    "GateCommand",
+    "Image",
+    "Link",
+    "ManualRelease",
+    "PublishedNotice",
+    "ReleaseOrder",
+    "Sender",
+    "Tick",
+]

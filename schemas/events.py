@@ -1,0 +1,234 @@
+"""Every event gatekeeper's services exchange, version 1.
+
+Field names follow the external contract (CONTRACT.md) word for word. A change
+that is not backwards compatible gets a new ``schema_version``; version 1 is
+never edited in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints, ValidationInfo, field_validator
+
+from schemas._base import Immutable
+
+__all__ = [
+    "PRESS_CHANNEL",
+    "AcceptedEvent",
+    "Action",
+    "Audience",
+    "Contact",
+    "ContentEvent",
+    "Decision",
+    "DecisionKind",
+    "DeliveryReceipt",
+    "GateCommand",
+    "Image",
+    "ItemId",
+    "Link",
+    "ManualRelease",
+    "PublishedNotice",
+    "ReleaseOrder",
+    "Sender",
+    "Tick",
+]
+
+#: A channel of this name carries press releases; its items need a spokesperson.
+PRESS_CHANNEL = "press"
+
+ItemId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Action = Literal["publish", "retract"]
+Audience = Literal["internal", "external"]
+
+
+class Contact(Immutable):
+    """A person the public or the press can reach (talesperson)."""
+
+    name: NonEmpty
+    email: str | None = None
+    phone: str | None = None
+
+
+class Image(Immutable):
+    """An image with its alternative text; an empty ``alt`` must be declared decorative."""
+
+    url: NonEmpty
+    decorative: bool = False
+    alt: str
+
+    @field_validator("alt")
+    @classmethod
+    def _alt_text_or_decorative(cls, alt: str, info: ValidationInfo) -> str:
+        if not alt.strip() and not info.data.get("decorative", False):
+            raise ValueError('may be "" only with decorative: true')
+        return alt
+
+
+class Link(Immutable):
+    url: NonEmpty
+    text: NonEmpty
+
+
+class ContentEvent(Immutable):
+    """What the CMS says about one version of one content item (ContentEvent v1)."""
+
+    schema_version: Literal[1]
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    action: Action
+    audience: Audience
+    channels: list[NonEmpty]
+    title: NonEmpty
+    body: NonEmpty
+    summary: str | None = None
+    recipients: NonEmpty
+    publish_at: AwareDatetime
+    unit: NonEmpty
+    contact: Contact | None = None
+    images: list[Image] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    crisis: bool = False
+    language: NonEmpty = "sv"
+
+
+class AcceptedEvent(Immutable):
+    """A ContentEvent that passed ingest's validation, on its way to the gate."""
+
+    schema_version: Literal[1] = 1
+    event_id: NonEmpty
+    tenant: NonEmpty
+    item_id: ItemId
+    source: Literal["http", "kafka"]
+    received_at: AwareDatetime
+    event: ContentEvent
+
+
+class Sender(Immutable):
+    """Who speaks (avsändare): always the municipality, with its responsible unit."""
+
+    organization: NonEmpty
+    unit: NonEmpty
+    contact: Contact
+    logo_url: str
+    website: str
+
+
+class ReleaseOrder(Immutable):
+    """The gate's word that one item version may go to the named channels now."""
+
+    schema_version: Literal[1] = 1
+    decision_id: NonEmpty
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    action: Action
+    audience: Audience
+    channels: list[NonEmpty]
+    title: str
+    body: str
+    summary: str | None = None
+    recipients: str
+    sender: Sender
+    images: list[Image] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    language: str = "sv"
+    crisis: bool = False
+    released_at: AwareDatetime
+
+
+class PublishedNotice(Immutable):
+    """What a Kafka or webhook channel receives."""
+
+    schema_version: Literal[1] = 1
+    tenant: NonEmpty
+    channel: NonEmpty
+    action: Action
+    item_id: ItemId
+    version: int = Field(ge=1)
+    title: str
+    body: str
+    summary: str | None = None
+    recipients: str
+    sender: Sender
+    images: list[Image] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    language: str = "sv"
+    released_at: AwareDatetime
+    decision_id: NonEmpty
+
+
+class DeliveryReceipt(Immutable):
+    """Publish's word that one (item, version, channel) reached its receiver."""
+
+    schema_version: Literal[1] = 1
+    decision_id: NonEmpty
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    action: Action
+    audience: Audience
+    channel: NonEmpty
+    delivered_at: AwareDatetime
+
+
+DecisionKind = Literal[
+    "accepted",
+    "held",
+    "released",
+    "rejected",
+    "escalated",
+    "overridden",
+    "retracted",
+    "stale",
+]
+
+
+class Decision(Immutable):
+    """One line of the audit trail on ``gate.decisions``."""
+
+    schema_version: Literal[1] = 1
+    decision_id: NonEmpty
+    kind: DecisionKind
+    reason: NonEmpty
+    rule: NonEmpty
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=0)
+    audience: Audience | None = None
+    channels: list[str] = Field(default_factory=list)
+    event_id: str | None = None
+    crisis: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    decided_at: AwareDatetime
+    held_since: AwareDatetime | None = None
+    publish_at: AwareDatetime | None = None
+    operator_reason: str | None = None
+
+
+class Tick(Immutable):
+    """A wake-up for one item: its timer (publish_at, lead, escalation) may be due."""
+
+    kind: Literal["tick"] = "tick"
+    tenant: NonEmpty
+    item_id: ItemId
+    at: datetime
+
+
+class ManualRelease(Immutable):
+    """An operator's audited decision to release what is held for one item."""
+
+    kind: Literal["manual_release"] = "manual_release"
+    tenant: NonEmpty
+    item_id: ItemId
+    reason: NonEmpty
+    at: AwareDatetime
+    request_id: NonEmpty
+
+
+GateCommand = Annotated[Tick | ManualRelease, Field(discriminator="kind")]

@@ -1,0 +1,67 @@
+"""Write the JSON Schemas of the contract models into ``schemas/json``.
+
+``python -m schemas.export`` rewrites the files; ``--check`` exits 1 and names
+every file that differs from the models, so drift fails CI instead of reaching
+an integrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, TypeAdapter
+
+from schemas import events
+
+__all__ = ["SCHEMA_DIR", "main", "rendered"]
+
+SCHEMA_DIR = Path(__file__).parent / "json"
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "content-event": events.ContentEvent,
+    "accepted-event": events.AcceptedEvent,
+    "release-order": events.ReleaseOrder,
+    "published-notice": events.PublishedNotice,
+    "delivery-receipt": events.DeliveryReceipt,
+    "decision": events.Decision,
+}
+
+
+def rendered() -> dict[str, str]:
+    """File name to file text for every exported schema."""
+    out = {
+        f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+        + "\n"
+        for name, model in _MODELS.items()
+    }
+    command = TypeAdapter(events.GateCommand).json_schema()
+    out["gate-command.schema.json"] = json.dumps(command, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail when files differ")
+    args = parser.parse_args(argv)
+    wanted = rendered()
+    if args.check:
+        stale = [
+            name
+            for name, text in wanted.items()
+            if not (SCHEMA_DIR / name).is_file() or (SCHEMA_DIR / name).read_text() != text
+        ]
+        extra = sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json") if p.name not in wanted)
+        for name in [*stale, *extra]:
+            print(f"schemas/json/{name} differs from the models; run python -m schemas.export")
+        return 1 if stale or extra else 0
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for name, text in wanted.items():
+        (SCHEMA_DIR / name).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

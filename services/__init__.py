@@ -1,0 +1,1 @@
+"""gatekeeper services: ingest, gate and publish, and the runtime they share."""

@@ -1,0 +1,543 @@
+"""The gate's policy as a pure function: (state, input, now, policy) -> (state, effects).
+
+"Vi informerar inåt innan vi informerar utåt." An external publication of an
+item is released only after an internal notice for the same item was
+*delivered* (its receipt came back from publish), plus the tenant's
+``internal_lead``, and never before ``publish_at``. What waits is held with its
+reasons, escalated when it waits too long, and never dropped or auto-released.
+
+Nothing here reads the clock, logs, or touches Kafka: time comes in as ``now``,
+and effects go out as values for the shell to write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from schemas._base import Immutable
+from schemas.events import (
+    Audience,
+    Contact,
+    ContentEvent,
+    Decision,
+    DecisionKind,
+    DeliveryReceipt,
+    ReleaseOrder,
+    Sender,
+)
+
+__all__ = [
+    "AWAITING_INTERNAL_LEAD",
+    "AWAITING_INTERNAL_NOTICE",
+    "AWAITING_PUBLISH_AT",
+    "Accepted",
+    "Effects",
+    "GatePolicy",
+    "Held",
+    "ItemState",
+    "ManualOverride",
+    "Receipt",
+    "Wake",
+    "decide",
+]
+
+AWAITING_INTERNAL_NOTICE = "awaiting_internal_notice"
+AWAITING_INTERNAL_LEAD = "awaiting_internal_lead"
+AWAITING_PUBLISH_AT = "awaiting_publish_at"
+_NS = uuid.UUID("2f0f3f76-5a4e-4b6c-8f1e-0d9b8a7c6e5f")
+_SEEN_LIMIT = 64
+_AUDIENCES: tuple[Audience, ...] = ("internal", "external")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What the gate needs to know of one tenant."""
+
+    organization: str
+    logo_url: str
+    website: str
+    contact: Contact
+    internal_lead: timedelta = timedelta(0)
+    escalate_after: timedelta = timedelta(hours=4)
+    crisis_lane: bool = False
+    internal_channels: tuple[str, ...] = ("intranet",)
+    #: rule name -> "block" | "warn", for the rules whose check matched this text
+    content_findings: tuple[tuple[str, str], ...] = ()
+
+
+class Held(Immutable):
+    """One version waiting for release, with everything needed to release it later."""
+
+    event_id: str
+    event: ContentEvent
+    held_since: datetime
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+    escalated: bool = False
+
+
+class ItemState(Immutable):
+    """Everything the gate remembers of one (tenant, item)."""
+
+    tenant: str
+    item_id: str
+    latest: dict[str, int] = Field(default_factory=dict)  # audience -> newest version seen
+    released: dict[str, int] = Field(default_factory=dict)  # audience -> newest version released
+    internal_delivered_at: datetime | None = None
+    published: dict[str, int] = Field(default_factory=dict)  # channel -> version delivered
+    held: dict[str, Held] = Field(default_factory=dict)  # audience -> what waits
+    seen_events: tuple[str, ...] = ()
+    wake_at: datetime | None = None
+
+    def is_held(self) -> bool:
+        return bool(self.held)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event_id: str
+    event: ContentEvent
+    findings: tuple[tuple[str, str], ...] = ()  # (rule, action) matched by content checks
+
+
+@dataclass(frozen=True)
+class Receipt:
+    receipt: DeliveryReceipt
+
+
+@dataclass(frozen=True)
+class Wake:
+    """The clock moved on (publish_at, lead or escalation may be due)."""
+
+
+@dataclass(frozen=True)
+class ManualOverride:
+    request_id: str
+    reason: str
+
+
+Input = Accepted | Receipt | Wake | ManualOverride
+
+
+@dataclass(frozen=True)
+class Effects:
+    decisions: tuple[Decision, ...] = ()
+    releases: tuple[ReleaseOrder, ...] = ()
+
+
+@dataclass
+class _Out:
+    decisions: list[Decision] = field(default_factory=list)
+    releases: list[ReleaseOrder] = field(default_factory=list)
+
+
+def _id(*parts: object) -> str:
+    return str(uuid.uuid5(_NS, ":".join(str(p) for p in parts)))
+
+
+def _decision(
+    kind: DecisionKind,
+    state: ItemState,
+    now: datetime,
+    *,
+    trigger: str,
+    reason: str,
+    rule: str,
+    version: int,
+    audience: Audience | None = None,
+    channels: Sequence[str] = (),
+    event_id: str | None = None,
+    held: Held | None = None,
+    crisis: bool = False,
+    operator_reason: str | None = None,
+) -> Decision:
+    return Decision(
+        decision_id=_id(trigger, kind, audience, version),
+        kind=kind,
+        reason=reason,
+        rule=rule,
+        tenant=state.tenant,
+        item_id=state.item_id,
+        version=version,
+        audience=audience,
+        channels=list(channels),
+        event_id=event_id,
+        crisis=crisis,
+        warnings=list(held.warnings) if held else [],
+        decided_at=now,
+        held_since=held.held_since if held else None,
+        publish_at=held.event.publish_at if held else None,
+        operator_reason=operator_reason,
+    )
+
+
+def _sender(policy: GatePolicy, event: ContentEvent) -> Sender:
+    return Sender(
+        organization=policy.organization,
+        unit=event.unit,
+        contact=event.contact or policy.contact,
+        logo_url=policy.logo_url,
+        website=policy.website,
+    )
+
+
+def _order(
+    decision: Decision,
+    event: ContentEvent,
+    channels: Sequence[str],
+    policy: GatePolicy,
+    now: datetime,
+    audience: Audience,
+) -> ReleaseOrder:
+    return ReleaseOrder(
+        decision_id=decision.decision_id,
+        tenant=event.tenant,
+        item_id=event.item_id,
+        version=event.version,
+        action=event.action,
+        audience=audience,
+        channels=list(channels),
+        title=event.title,
+        body=event.body,
+        summary=event.summary,
+        recipients=event.recipients,
+        sender=_sender(policy, event),
+        images=list(event.images),
+        links=list(event.links),
+        language=event.language,
+        crisis=event.crisis,
+        released_at=now,
+    )
+
+
+def _reasons(
+    state: ItemState, held: Held, audience: str, now: datetime, policy: GatePolicy
+) -> tuple[str, ...]:
+    reasons: list[str] = [r for r in held.reasons if r.startswith("content_check:")]
+    if audience == "external":
+        if state.internal_delivered_at is None:
+            reasons.append(AWAITING_INTERNAL_NOTICE)
+        elif now < state.internal_delivered_at + policy.internal_lead:
+            reasons.append(AWAITING_INTERNAL_LEAD)
+    if now < held.event.publish_at:
+        reasons.append(AWAITING_PUBLISH_AT)
+    return tuple(reasons)
+
+
+def _wake_at(state: ItemState, policy: GatePolicy) -> datetime | None:
+    """The next moment at which time alone could change a decision for this item."""
+    times: list[datetime] = []
+    for audience, held in state.held.items():
+        times.append(held.event.publish_at)
+        if audience == "external" and state.internal_delivered_at is not None:
+            times.append(state.internal_delivered_at + policy.internal_lead)
+        if not held.escalated:
+            times.append(_escalation_due(held, policy))
+    return min(times) if times else None
+
+
+def _escalation_due(held: Held, policy: GatePolicy) -> datetime:
+    # A notice scheduled for later is not late: the escalation clock starts when
+    # the item could first have gone out.
+    return max(held.held_since, held.event.publish_at) + policy.escalate_after
+
+
+def _release(
+    state: ItemState,
+    out: _Out,
+    held: Held,
+    audience: Audience,
+    now: datetime,
+    policy: GatePolicy,
+    *,
+    trigger: str,
+    kind: DecisionKind = "released",
+    rule: str,
+    reason: str,
+    operator_reason: str | None = None,
+) -> ItemState:
+    event = held.event
+    decision = _decision(
+        kind,
+        state,
+        now,
+        trigger=trigger,
+        reason=reason,
+        rule=rule,
+        version=event.version,
+        audience=audience,
+        channels=event.channels,
+        event_id=held.event_id,
+        held=held,
+        crisis=event.crisis,
+        operator_reason=operator_reason,
+    )
+    out.decisions.append(decision)
+    out.releases.append(_order(decision, event, event.channels, policy, now, audience))
+    held_now = {a: h for a, h in state.held.items() if a != audience}
+    return state.model_copy(
+        update={"held": held_now, "released": {**state.released, audience: event.version}}
+    )
+
+
+def _evaluate(
+    state: ItemState, out: _Out, now: datetime, policy: GatePolicy, trigger: str
+) -> ItemState:
+    """Release what may go now; re-state or escalate what must keep waiting."""
+    for audience in _AUDIENCES:
+        held = state.held.get(audience)
+        if held is None:
+            continue
+        reasons = _reasons(state, held, audience, now, policy)
+        if not reasons:
+            rule = "internal_notice" if audience == "internal" else "internal_before_external"
+            why = (
+                "internal notice due"
+                if audience == "internal"
+                else "internal notice delivered; lead time and publish_at passed"
+            )
+            state = _release(
+                state, out, held, audience, now, policy, trigger=trigger, rule=rule, reason=why
+            )
+            continue
+        if reasons != held.reasons:
+            held = held.model_copy(update={"reasons": reasons})
+            state = state.model_copy(update={"held": {**state.held, audience: held}})
+        waiting_on_more_than_time = any(r != AWAITING_PUBLISH_AT for r in reasons)
+        if (
+            not held.escalated
+            and waiting_on_more_than_time
+            and now >= _escalation_due(held, policy)
+        ):
+            held = held.model_copy(update={"escalated": True})
+            state = state.model_copy(update={"held": {**state.held, audience: held}})
+            out.decisions.append(
+                _decision(
+                    "escalated",
+                    state,
+                    now,
+                    trigger=f"{held.event_id}:escalate",
+                    reason=f"held longer than {policy.escalate_after}: {', '.join(reasons)}",
+                    rule="escalate_after",
+                    version=held.event.version,
+                    audience=audience,
+                    channels=held.event.channels,
+                    event_id=held.event_id,
+                    held=held,
+                )
+            )
+    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+
+
+def _on_accepted(
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    event = inp.event
+    audience: Audience = event.audience
+    if inp.event_id in state.seen_events:
+        return state  # a redelivered record: already decided
+    state = state.model_copy(
+        update={"seen_events": (*state.seen_events, inp.event_id)[-_SEEN_LIMIT:]}
+    )
+    if event.action == "retract":
+        return _retract(state, inp, now, policy, out)
+
+    def note(kind: DecisionKind, reason: str, rule: str, held: Held | None = None) -> None:
+        out.decisions.append(
+            _decision(
+                kind,
+                state,
+                now,
+                trigger=inp.event_id,
+                reason=reason,
+                rule=rule,
+                version=event.version,
+                audience=audience,
+                channels=event.channels,
+                event_id=inp.event_id,
+                held=held,
+                crisis=event.crisis,
+            )
+        )
+
+    newest = state.latest.get(audience, 0)
+    released = state.released.get(audience, 0)
+    if event.version < newest or event.version <= released:
+        note(
+            "stale",
+            f"version {event.version} is older than version {newest} already seen"
+            if event.version < newest
+            else f"version {event.version} was already released",
+            "newest_version_wins",
+        )
+        return state
+    state = state.model_copy(update={"latest": {**state.latest, audience: event.version}})
+
+    blocks = tuple(f"content_check:{rule}" for rule, action in inp.findings if action == "block")
+    warnings = tuple(f"content_check:{rule}" for rule, action in inp.findings if action == "warn")
+    held = Held(
+        event_id=inp.event_id, event=event, held_since=now, reasons=blocks, warnings=warnings
+    )
+    superseded = state.held.get(audience)
+    state = state.model_copy(update={"held": {**state.held, audience: held}})
+    note("accepted", "valid event received", "contract_v1", held)
+    if superseded is not None:
+        out.decisions.append(
+            _decision(
+                "stale",
+                state,
+                now,
+                trigger=f"{inp.event_id}:supersedes",
+                reason=f"superseded by version {event.version}",
+                rule="newest_version_wins",
+                version=superseded.event.version,
+                audience=audience,
+                channels=superseded.event.channels,
+                event_id=superseded.event_id,
+            )
+        )
+
+    if event.crisis and audience == "external" and policy.crisis_lane and not blocks:
+        return _crisis(state, held, now, policy, out, inp.event_id)
+
+    state = _evaluate(state, out, now, policy, inp.event_id)
+    still = state.held.get(audience)
+    if still is not None and still.event_id == inp.event_id:
+        note("held", ", ".join(still.reasons), _rule_of(still.reasons), still)
+    return state
+
+
+def _rule_of(reasons: Sequence[str]) -> str:
+    if AWAITING_INTERNAL_NOTICE in reasons or AWAITING_INTERNAL_LEAD in reasons:
+        return "internal_before_external"
+    if any(r.startswith("content_check:") for r in reasons):
+        return "content_check"
+    return "publish_at"
+
+
+def _crisis(
+    state: ItemState, held: Held, now: datetime, policy: GatePolicy, out: _Out, trigger: str
+) -> ItemState:
+    """Crisis lane: the internal notice and the external release go out together."""
+    event = held.event
+    if state.internal_delivered_at is None:
+        internal_event = event.model_copy(
+            update={"audience": "internal", "channels": list(policy.internal_channels)}
+        )
+        notice = Held(event_id=held.event_id, event=internal_event, held_since=now, reasons=())
+        state = state.model_copy(update={"held": {**state.held, "internal": notice}})
+        state = _release(
+            state,
+            out,
+            notice,
+            "internal",
+            now,
+            policy,
+            trigger=f"{trigger}:crisis",
+            rule="crisis_lane",
+            reason="crisis: internal notice at the same moment",
+        )
+    state = _release(
+        state,
+        out,
+        held,
+        "external",
+        now,
+        policy,
+        trigger=trigger,
+        rule="crisis_lane",
+        reason="crisis release without waiting",
+    )
+    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+
+
+def _retract(
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    event = inp.event
+    cancelled = [h for h in state.held.values() if h.event.version <= event.version]
+    keep = {a: h for a, h in state.held.items() if h.event.version > event.version}
+    published = sorted(state.published)
+    reason = f"retracted; cancelled {len(cancelled)} held, forwarded to {len(published)} channel(s)"
+    decision = _decision(
+        "retracted",
+        state,
+        now,
+        trigger=inp.event_id,
+        reason=reason,
+        rule="retract",
+        version=event.version,
+        audience=event.audience,
+        channels=published,
+        event_id=inp.event_id,
+    )
+    out.decisions.append(decision)
+    if published:
+        out.releases.append(_order(decision, event, published, policy, now, event.audience))
+    state = state.model_copy(
+        update={
+            "held": keep,
+            "latest": {
+                a: max(v, event.version) for a, v in {**state.latest, event.audience: 0}.items()
+            },
+        }
+    )
+    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+
+
+def _on_receipt(
+    state: ItemState, inp: Receipt, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    r = inp.receipt
+    if r.action != "publish":
+        return state
+    published = {**state.published, r.channel: max(state.published.get(r.channel, 0), r.version)}
+    state = state.model_copy(update={"published": published})
+    if r.audience == "internal" and state.internal_delivered_at is None:
+        state = state.model_copy(update={"internal_delivered_at": r.delivered_at})
+    return _evaluate(state, out, now, policy, f"{r.decision_id}:{r.channel}")
+
+
+def _on_override(
+    state: ItemState, inp: ManualOverride, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    for audience in _AUDIENCES:
+        held = state.held.get(audience)
+        if held is None:
+            continue
+        state = _release(
+            state,
+            out,
+            held,
+            audience,
+            now,
+            policy,
+            trigger=inp.request_id,
+            kind="overridden",
+            rule="manual_release",
+            reason=f"released by an operator while {', '.join(held.reasons)}",
+            operator_reason=inp.reason,
+        )
+    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+
+
+def decide(
+    state: ItemState, inp: Input, now: datetime, policy: GatePolicy
+) -> tuple[ItemState, Effects]:
+    """Feed one input to one item's state; return the new state and what to write."""
+    out = _Out()
+    match inp:
+        case Accepted():
+            state = _on_accepted(state, inp, now, policy, out)
+        case Receipt():
+            state = _on_receipt(state, inp, now, policy, out)
+        case Wake():
+            state = _evaluate(state, out, now, policy, f"wake:{now.isoformat()}")
+        case ManualOverride():
+            state = _on_override(state, inp, now, policy, out)
+    return state, Effects(tuple(out.decisions), tuple(out.releases))

@@ -1,0 +1,1 @@
+"""ingest: turns untrusted HTTP and raw Kafka records into validated, deduplicated events."""

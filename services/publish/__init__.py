@@ -1,0 +1,1 @@
+"""publish: delivers what the gate released, at most once per channel, and reports back."""

@@ -1,0 +1,103 @@
+"""Pure delivery logic: what a channel receives, how it is keyed, when to retry.
+
+No I/O and no clock: the shell passes ``now`` and a random source in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from schemas.events import DeliveryReceipt, PublishedNotice, ReleaseOrder, Sender
+
+__all__ = [
+    "archive_record",
+    "backoff_seconds",
+    "delivery_key",
+    "notice_for",
+    "receipt_for",
+    "render_email",
+    "signature_lines",
+    "webhook_id",
+]
+
+
+def delivery_key(order: ReleaseOrder, channel: str) -> str:
+    """The identity of one delivery: (tenant, item, version, channel, action)."""
+    return f"{order.tenant}:{order.item_id}:{order.version}:{channel}:{order.action}"
+
+
+def webhook_id(order: ReleaseOrder, channel: str) -> str:
+    """Stable across every retry and redelivery of one delivery, so receivers can deduplicate."""
+    return "gk_" + hashlib.sha256(delivery_key(order, channel).encode()).hexdigest()[:32]
+
+
+def notice_for(order: ReleaseOrder, channel: str) -> PublishedNotice:
+    return PublishedNotice(
+        tenant=order.tenant,
+        channel=channel,
+        action=order.action,
+        item_id=order.item_id,
+        version=order.version,
+        title=order.title,
+        body=order.body,
+        summary=order.summary,
+        recipients=order.recipients,
+        sender=order.sender,
+        images=order.images,
+        links=order.links,
+        language=order.language,
+        released_at=order.released_at,
+        decision_id=order.decision_id,
+    )
+
+
+def receipt_for(order: ReleaseOrder, channel: str, now: datetime) -> DeliveryReceipt:
+    return DeliveryReceipt(
+        decision_id=order.decision_id,
+        tenant=order.tenant,
+        item_id=order.item_id,
+        version=order.version,
+        action=order.action,
+        audience=order.audience,
+        channel=channel,
+        delivered_at=now,
+    )
+
+
+def signature_lines(sender: Sender) -> list[str]:
+    """The sender block as text: the organization is always named (avsändare)."""
+    lines = ["-- ", sender.organization, sender.unit]
+    contact = sender.contact
+    lines.append(", ".join(p for p in (contact.name, contact.email, contact.phone) if p))
+    lines.append(sender.website)
+    return lines
+
+
+def render_email(order: ReleaseOrder) -> tuple[str, str]:
+    """Subject and plain-text body of an e-mail, the sender block as its signature."""
+    prefix = "Tillbakadraget: " if order.action == "retract" else ""
+    subject = f"{prefix}{order.title} ({order.sender.organization})"
+    parts = [order.title, ""]
+    if order.summary:
+        parts += [order.summary, ""]
+    parts += [order.body, "", f"Mottagare: {order.recipients}"]
+    parts += [f"{link.text}: {link.url}" for link in order.links]
+    parts += ["", *signature_lines(order.sender)]
+    return subject, "\n".join(parts) + "\n"
+
+
+def archive_record(channel: str, payload: bytes, now: datetime) -> dict[str, str]:
+    """What the archive keeps of one publication, exactly as sent."""
+    return {
+        "channel": channel,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "sent_at": now.isoformat(),
+        "payload": payload.decode("utf-8", "replace"),
+    }
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff with full jitter; *jitter* is a number in [0, 1) from the shell."""
+    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return float(ceiling * jitter)

@@ -1,0 +1,1 @@
+"""Plumbing the three services share; no business rule lives here."""

@@ -1,0 +1,248 @@
+"""The deployment file (``GATEKEEPER_CONFIG``): tenants, policies and channels.
+
+Parsed and checked once at start-up. Anything wrong stops the process with one
+:class:`ConfigError` whose message names the file, the key and the problem, so
+nothing ever runs half-configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Channel",
+    "ConfigError",
+    "ContentCheck",
+    "Deployment",
+    "KafkaTransport",
+    "Policy",
+    "SenderIdentity",
+    "SmtpTransport",
+    "Tenant",
+    "WebhookTransport",
+    "load_deployment",
+]
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "gatekeeper.yaml"
+
+Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class ConfigError(Exception):
+    """The deployment file is unusable; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ContactConfig(_Model):
+    name: str = Field(min_length=1)
+    email: str | None = None
+    phone: str | None = None
+
+
+class SenderIdentity(_Model):
+    """How the municipality must appear as sender (avsändare)."""
+
+    organization: str = Field(min_length=1)
+    logo_url: str = Field(min_length=1)
+    website: str = Field(min_length=1)
+    contact: ContactConfig
+
+
+class ContentCheck(_Model):
+    """One content rule and what a match does: ``block`` holds, ``warn`` releases with a warning.
+
+    Rules: ``personal_identity_number`` (a valid Swedish personnummer in the text),
+    ``forbidden_words`` (any of ``words``), ``max_title_length`` (over ``limit``),
+    ``summary_required``.
+    """
+
+    rule: Literal[
+        "personal_identity_number", "forbidden_words", "max_title_length", "summary_required"
+    ]
+    action: Literal["block", "warn"]
+    words: tuple[str, ...] = ()
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> ContentCheck:
+        if self.rule == "forbidden_words" and not self.words:
+            raise ValueError("forbidden_words needs a non-empty 'words' list")
+        if self.rule == "max_title_length" and self.limit is None:
+            raise ValueError("max_title_length needs 'limit'")
+        return self
+
+
+class Policy(_Model):
+    internal_lead: timedelta = timedelta(0)
+    escalate_after: timedelta = timedelta(hours=4)
+    crisis_lane: bool = False
+    content_checks: tuple[ContentCheck, ...] = ()
+
+    @field_validator("internal_lead", "escalate_after")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+
+class KafkaTransport(_Model):
+    kind: Literal["kafka"]
+    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class WebhookTransport(_Model):
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+
+
+class SmtpTransport(_Model):
+    kind: Literal["smtp"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    from_: str = Field(alias="from", min_length=3)
+    recipients: tuple[str, ...] = Field(min_length=1)
+    max_attempts: int = Field(default=8, ge=1)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+Transport = Annotated[
+    KafkaTransport | WebhookTransport | SmtpTransport, Field(discriminator="kind")
+]
+
+
+class Channel(_Model):
+    name: Name
+    audience: Literal["internal", "external"]
+    transport: Transport
+
+
+class Tenant(_Model):
+    name: str = Field(min_length=1, description="display name, e.g. Lerums kommun")
+    sender: SenderIdentity
+    secret_env: EnvName
+    outbound_secret_env: EnvName | None = None
+    policy: Policy = Policy()
+    channels: tuple[Channel, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _channels(self) -> Tenant:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
+        if not any(c.audience == "internal" for c in self.channels):
+            raise ValueError("a tenant needs at least one internal channel for its notices")
+        return self
+
+    def channel(self, name: str) -> Channel | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+class IngestLimits(_Model):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class Deployment(_Model):
+    """The whole file, plus the tenants' secrets resolved from the environment."""
+
+    tenants: Mapping[Name, Tenant] = Field(min_length=1)
+    ingest: IngestLimits = IngestLimits()
+    secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True)
+    outbound_secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True)
+
+    def secret(self, tenant: str) -> str:
+        return self.secrets[tenant]
+
+    def outbound_secret(self, tenant: str) -> str:
+        return self.outbound_secrets[tenant]
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part in {"kafka", "webhook", "smtp"} and parts and parts[-1] == "transport":
+            continue  # the discriminator tag pydantic adds is not a key of the file
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _check_secret(value: str) -> str | None:
+    if not value.startswith("whsec_"):
+        return "is not a Standard Webhooks secret (whsec_ followed by base64)"
+    try:
+        raw = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return "is not a Standard Webhooks secret: the part after whsec_ is not base64"
+    if len(raw) < 16:
+        return "is too short: a webhook secret needs at least 16 random bytes"
+    return None
+
+
+def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Deployment:
+    """Read, validate and resolve the deployment file, or raise one ConfigError."""
+    env = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (set GATEKEEPER_CONFIG)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with a 'tenants' key")
+    try:
+        deployment = Deployment.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_key(e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    secrets: dict[str, str] = {}
+    outbound: dict[str, str] = {}
+    problems_found: list[str] = []
+    for tenant_name, tenant in deployment.tenants.items():
+        checks = [("secret_env", tenant.secret_env, secrets)]
+        if tenant.outbound_secret_env:
+            checks.append(("outbound_secret_env", tenant.outbound_secret_env, outbound))
+        for key, var, sink in checks:
+            value = env.get(var)
+            where = f"tenants.{tenant_name}.{key}"
+            if not value:
+                problems_found.append(f"{where}: environment variable {var} is not set")
+                continue
+            problem = _check_secret(value)
+            if problem:
+                problems_found.append(f"{where}: environment variable {var} {problem}")
+                continue
+            sink[tenant_name] = value
+        if not tenant.outbound_secret_env and tenant_name in secrets:
+            outbound[tenant_name] = secrets[tenant_name]
+    if problems_found:
+        raise ConfigError(f"{path}: {'; '.join(problems_found)}")
+    return deployment.model_copy(update={"secrets": secrets, "outbound_secrets": outbound})

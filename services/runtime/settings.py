@@ -1,0 +1,61 @@
+"""The process environment, read once into a frozen model.
+
+Only the CLI constructs :class:`Settings`; everything else receives it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.config import DEFAULT_CONFIG_PATH
+
+__all__ = ["Settings"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    config_path: Path = Field(
+        default=DEFAULT_CONFIG_PATH, validation_alias=_env("GATEKEEPER_CONFIG")
+    )
+    ingest_port: int = Field(default=8080, validation_alias=_env("GATEKEEPER_INGEST_PORT"))
+    gate_port: int = Field(default=8081, validation_alias=_env("GATEKEEPER_GATE_PORT"))
+    publish_port: int = Field(default=8082, validation_alias=_env("GATEKEEPER_PUBLISH_PORT"))
+    host: str = Field(default="0.0.0.0", validation_alias=_env("GATEKEEPER_HOST"))
+    operator_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_OPERATOR_TOKEN")
+    )
+    #: The broker is the embedded single-node one (short group timeouts, one
+    #: record per produce batch so its offsets answer truthfully).
+    embedded_broker: bool = Field(
+        default=False, validation_alias=_env("GATEKEEPER_EMBEDDED_BROKER")
+    )
+    partitions: int = Field(default=4, ge=1, validation_alias=_env("GATEKEEPER_PARTITIONS"))
+    replication_factor: int = Field(
+        default=1, ge=1, validation_alias=_env("GATEKEEPER_REPLICATION_FACTOR")
+    )
+    data_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "gatekeeper",
+        validation_alias=_env("GATEKEEPER_DATA_DIR"),
+    )
+    tick_seconds: float = Field(default=0.5, gt=0, validation_alias=_env("GATEKEEPER_TICK_SECONDS"))
+    kafka_write_timeout: float = Field(
+        default=10.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_WRITE_TIMEOUT")
+    )
+    log_level: str = Field(default="info", validation_alias=_env("GATEKEEPER_LOG_LEVEL"))
+
+    def port_of(self, service: str) -> int:
+        return {"ingest": self.ingest_port, "gate": self.gate_port, "publish": self.publish_port}[
+            service
+        ]

@@ -1,0 +1,82 @@
+"""The HTTP face every service shares: /healthz, /readyz, /metrics and problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mode
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["WebService", "base_app", "problem"]
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    """An RFC 9457 problem details response."""
+    body: dict[str, Any] = {
+        "type": f"urn:gatekeeper:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return web.json_response(body, status=status, content_type=PROBLEM_JSON)
+
+
+def base_app(
+    registry: CollectorRegistry, ready: Callable[[], bool], *, client_max_size: int = 1024**2
+) -> web.Application:
+    """An aiohttp app with the three operational endpoints already routed."""
+    app = web.Application(client_max_size=client_max_size)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "starting"}, status=503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+class WebService(mode.Service):
+    """Serves an aiohttp app for as long as the worker runs."""
+
+    def __init__(self, app: web.Application, host: str, port: int, **kwargs: Any) -> None:
+        self.web_app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        self._runner = web.AppRunner(self.web_app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
