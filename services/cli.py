@@ -61,6 +61,7 @@ def _serve(name: str) -> int:
         settings.partitions,
         settings.replication_factor,
     )
+    (settings.data_dir / name).mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
     from services.runtime.streams import run_worker
 

@@ -48,7 +48,7 @@ from services.gate.machine import (
 from services.runtime import topics
 from services.runtime.config import Deployment, Tenant
 from services.runtime.settings import Settings
-from services.runtime.streams import is_ready, make_app
+from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, problem
 
 __all__ = ["Gate", "build"]
@@ -160,7 +160,7 @@ def build(
     inputs = app.topic(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
-    items = app.Table("gate-items", default=None, partitions=settings.partitions)
+    items = bytes_table(app, "gate-items", settings.partitions)
     wake_index: dict[bytes, datetime] = {}
     ticked: dict[bytes, datetime] = {}
 

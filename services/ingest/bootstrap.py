@@ -29,7 +29,7 @@ from services.ingest.normalize import Invalid, TenantChannels, check_event, spli
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.settings import Settings
-from services.runtime.streams import is_ready, make_app
+from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, problem
 
 __all__ = ["Ingest", "build"]
@@ -106,7 +106,7 @@ def build(
     limit = deployment.ingest.max_body_bytes
 
     cms_events = app.topic(topics.CMS_EVENTS, key_type=bytes, value_type=bytes)
-    seen = app.Table("ingest-seen", default=None, partitions=settings.partitions)
+    seen = bytes_table(app, "ingest-seen", settings.partitions)
     recent = _RecentIds()
     inflight: dict[str, asyncio.Future[str | None]] = {}
 

@@ -40,7 +40,7 @@ from services.runtime.config import (
     WebhookTransport,
 )
 from services.runtime.settings import Settings
-from services.runtime.streams import is_ready, make_app
+from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app
 
 __all__ = ["Publish", "build"]
@@ -96,7 +96,7 @@ def build(
     metrics = _Metrics(registry)
     signers = {name: Webhook(deployment.outbound_secret(name)) for name in deployment.tenants}
     releases = app.topic(topics.RELEASES, key_type=bytes, value_type=bytes)
-    delivered = app.Table("publish-delivered", default=None, partitions=settings.partitions)
+    delivered = bytes_table(app, "publish-delivered", settings.partitions)
     jitter = random.Random()  # noqa: S311  (backoff jitter, not security)
     session: aiohttp.ClientSession | None = None
 

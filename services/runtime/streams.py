@@ -13,8 +13,9 @@ import faust
 import mode
 
 from services.runtime.settings import Settings
+from services.runtime.topics import MAX_MESSAGE_BYTES
 
-__all__ = ["is_ready", "make_app", "run_worker"]
+__all__ = ["bytes_table", "is_ready", "make_app", "run_worker"]
 
 
 def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
@@ -34,6 +35,8 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         "broker_commit_interval": 0.5,
         "key_serializer": "raw",
         "value_serializer": "raw",
+        "producer_max_request_size": MAX_MESSAGE_BYTES,
+        "consumer_max_fetch_size": MAX_MESSAGE_BYTES,
     }
     if settings.embedded_broker:
         # One record per produce batch: the embedded broker's ListOffsets answers
@@ -50,6 +53,21 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         }
     conf |= overrides
     return faust.App(f"gatekeeper-{service}", **conf)
+
+
+def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A table of bytes to bytes; the service owns the encoding of its values.
+
+    The types are explicit because a table otherwise encodes its changelog as
+    JSON, whatever the app's default serializer is.
+    """
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
 
 
 def is_ready(app: faust.App) -> bool:

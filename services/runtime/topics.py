@@ -14,6 +14,7 @@ __all__ = [
     "CMS_EVENTS_DLQ",
     "DECISIONS",
     "GATE_COMMANDS",
+    "MAX_MESSAGE_BYTES",
     "PIPELINE_TOPICS",
     "PUBLISH_ARCHIVE",
     "PUBLISH_DLQ",
@@ -31,6 +32,9 @@ RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
+
+#: Room for a 1 MiB CMS body after JSON escaping inside an envelope.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 PIPELINE_TOPICS = (
     CMS_EVENTS,

@@ -1,0 +1,55 @@
+"""Fixtures shared by every tier: events, secrets and the shipped configuration."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+LERUM_SECRET = "whsec_" + base64.b64encode(b"lerum-test-secret-0123456789abcd").decode()
+ALE_SECRET = "whsec_" + base64.b64encode(b"ale-test-secret-0123456789abcdef").decode()
+OPERATOR_TOKEN = "test-operator-token"
+SECRETS_ENV = {
+    "GATEKEEPER_SECRET_LERUM": LERUM_SECRET,
+    "GATEKEEPER_SECRET_ALE": ALE_SECRET,
+    "GATEKEEPER_OPERATOR_TOKEN": OPERATOR_TOKEN,
+}
+
+
+def content_event(**overrides: Any) -> dict[str, Any]:
+    """A valid ContentEvent v1 as a CMS would send it, for Lerum's web channel."""
+    event: dict[str, Any] = {
+        "schema_version": 1,
+        "tenant": "lerum",
+        "item_id": "news-2026-001",
+        "version": 1,
+        "action": "publish",
+        "audience": "external",
+        "channels": ["web"],
+        "title": "Ny förskola i Gråbo",
+        "body": "Lerums kommun öppnar en ny förskola i Gråbo i augusti.",
+        "summary": "Ny förskola öppnar i augusti.",
+        "recipients": "Invånare i Lerum",
+        "publish_at": "2026-01-01T08:00:00+01:00",
+        "unit": "Sektor Lärande",
+    }
+    event.update(overrides)
+    return event
+
+
+def internal_notice(**overrides: Any) -> dict[str, Any]:
+    return content_event(
+        **{
+            "audience": "internal",
+            "channels": ["intranet"],
+            "recipients": "Alla medarbetare",
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+def make_event() -> Callable[..., dict[str, Any]]:
+    return content_event

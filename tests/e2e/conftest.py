@@ -1,0 +1,47 @@
+"""The broker and the three services, started once as real processes and shared."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.broker import EmbeddedBroker
+from tests.e2e.harness import Pipeline, TopicReader, pipeline_iter
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_path=log) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """ingest, gate and publish, running against the session's broker."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    for running in pipeline_iter(workdir, broker.bootstrap):
+        for name in ("ingest", "gate", "publish"):
+            running.add(name).start()
+        yield running
+
+
+@pytest.fixture(scope="session")
+def topics(broker: EmbeddedBroker) -> TopicReader:
+    return TopicReader(broker.bootstrap)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, for tests that stop or restart things."""
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as running:
+        yield running
+
+
+@pytest.fixture
+def own_pipeline(own_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
+    yield from pipeline_iter(tmp_path, own_broker.bootstrap)

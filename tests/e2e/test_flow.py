@@ -1,0 +1,84 @@
+"""Internal before external, end to end: CMS over HTTP, the three services, Kafka out."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import content_event, internal_notice
+from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+
+
+def test_external_item_waits_for_its_internal_notice(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    item = unique_item("news")
+    key = f"lerum:{item}"
+    ingest, gate = pipeline.services["ingest"].url, pipeline.services["gate"].url
+
+    assert (
+        post_event(ingest, content_event(item_id=item, channels=["web", "social"])).status_code
+        == 202
+    )
+    held = wait_until(
+        lambda: [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item],
+        20,
+        "the external item in GET /v1/held",
+    )
+    assert held[0]["reasons"] == ["awaiting_internal_notice"]
+    assert held[0]["tenant"] == "lerum"
+    assert held[0]["channels"] == ["web", "social"]
+    assert held[0]["escalated"] is False
+    assert topics.json_for("external.web", key) == []
+
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    web = topics.wait_for("external.web", key, lambda v: len(v) == 1)
+    intranet = topics.json_for("intranet.notices", key)
+    assert len(intranet) == 1
+    assert intranet[0]["released_at"] <= web[0]["released_at"]
+    intranet_ts = [r.timestamp for r in topics.records("intranet.notices") if r.key == key.encode()]
+    web_ts = [r.timestamp for r in topics.records("external.web") if r.key == key.encode()]
+    assert intranet_ts[0] <= web_ts[0]
+    assert web[0]["sender"]["organization"] == "Lerums kommun"
+    assert web[0]["sender"]["unit"] == "Sektor Lärande"
+    assert web[0]["sender"]["website"] == "https://www.lerum.se"
+    assert topics.wait_for("external.social", key, lambda v: len(v) == 1)[0]["item_id"] == item
+    assert not [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item]
+
+    kinds = [(d["kind"], d["audience"]) for d in topics.json_for("gate.decisions", key)]
+    assert ("held", "external") in kinds
+    assert ("released", "internal") in kinds
+    assert ("released", "external") in kinds
+    assert kinds.index(("released", "internal")) < kinds.index(("released", "external"))
+
+
+def test_internal_notice_first_releases_external_at_once(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    item = unique_item("info")
+    key = f"lerum:{item}"
+    ingest = pipeline.services["ingest"].url
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    topics.wait_for("intranet.notices", key, lambda v: len(v) == 1)
+    assert post_event(ingest, content_event(item_id=item)).status_code == 202
+    web = topics.wait_for("external.web", key, lambda v: len(v) == 1)
+    assert web[0]["title"] == "Ny förskola i Gråbo"
+
+
+def test_tenants_are_kept_apart(pipeline: Pipeline, topics: TopicReader) -> None:
+    """Lerum's internal notice does not release Ale's item of the same id."""
+    item = unique_item("shared")
+    ingest = pipeline.services["ingest"].url
+    ale_event = content_event(tenant="ale", item_id=item)
+    assert post_event(ingest, ale_event, tenant="ale").status_code == 202
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    topics.wait_for("intranet.notices", f"lerum:{item}", lambda v: len(v) == 1)
+    wait_until(
+        lambda: [
+            h
+            for h in httpx.get(f"{pipeline.services['gate'].url}/v1/held?tenant=ale").json()["held"]
+            if h["item_id"] == item
+        ],
+        20,
+        "Ale's item held",
+    )
+    assert topics.json_for("external.web", f"ale:{item}") == []
