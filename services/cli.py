@@ -119,7 +119,10 @@ def _up() -> int:
             bootstrap = broker.bootstrap
             env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
             env["GATEKEEPER_EMBEDDED_BROKER"] = "true"
-            print(f"gatekeeper: embedded Kafka-compatible broker on {bootstrap}", flush=True)
+            print(
+                f"gatekeeper: embedded Kafka-compatible broker on {bootstrap} (pid {broker.pid})",
+                flush=True,
+            )
         else:
             print(f"gatekeeper: using Kafka at {bootstrap}", flush=True)
         topics.ensure_topics(

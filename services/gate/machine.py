@@ -229,8 +229,8 @@ def _reasons(
     return tuple(reasons)
 
 
-def _wake_at(state: ItemState, policy: GatePolicy) -> datetime | None:
-    """The next moment at which time alone could change a decision for this item."""
+def _wake_at(state: ItemState, policy: GatePolicy, now: datetime) -> datetime | None:
+    """The next moment after *now* at which time alone could change a decision here."""
     times: list[datetime] = []
     for audience, held in state.held.items():
         times.append(held.event.publish_at)
@@ -238,7 +238,8 @@ def _wake_at(state: ItemState, policy: GatePolicy) -> datetime | None:
             times.append(state.internal_delivered_at + policy.internal_lead)
         if not held.escalated:
             times.append(_escalation_due(held, policy))
-    return min(times) if times else None
+    future = [t for t in times if t > now]
+    return min(future) if future else None
 
 
 def _escalation_due(held: Held, policy: GatePolicy) -> datetime:
@@ -331,7 +332,7 @@ def _evaluate(
                     held=held,
                 )
             )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
 def _on_accepted(
@@ -425,11 +426,17 @@ def _crisis(
 ) -> ItemState:
     """Crisis lane: the internal notice and the external release go out together."""
     event = held.event
-    if state.internal_delivered_at is None:
-        internal_event = event.model_copy(
-            update={"audience": "internal", "channels": list(policy.internal_channels)}
+    if "internal" not in state.released:
+        # Staff hear it at the same moment: the held notice if there is one,
+        # else the external text itself, on the tenant's internal channels.
+        notice = state.held.get("internal") or Held(
+            event_id=held.event_id,
+            event=event.model_copy(
+                update={"audience": "internal", "channels": list(policy.internal_channels)}
+            ),
+            held_since=now,
+            reasons=(),
         )
-        notice = Held(event_id=held.event_id, event=internal_event, held_since=now, reasons=())
         state = state.model_copy(update={"held": {**state.held, "internal": notice}})
         state = _release(
             state,
@@ -453,7 +460,7 @@ def _crisis(
         rule="crisis_lane",
         reason="crisis release without waiting",
     )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
 def _retract(
@@ -487,7 +494,7 @@ def _retract(
             },
         }
     )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
 def _on_receipt(
@@ -523,7 +530,7 @@ def _on_override(
             reason=f"released by an operator while {', '.join(held.reasons)}",
             operator_reason=inp.reason,
         )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy)})
+    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
 def decide(

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
+from services.ingest import signatures
 from services.ingest.normalize import Invalid, TenantChannels, check_event, split_key
 from services.runtime import topics
 from services.runtime.config import Deployment
@@ -250,8 +251,8 @@ def build(
                 ),
             )
         try:
-            verifiers[tenant].verify(body, dict(request.headers), json_parse=False)
-        except UnicodeDecodeError:
+            webhook_id = signatures.verify(verifiers[tenant], body, request.headers)
+        except signatures.NotText:
             return answer(
                 tenant,
                 problem(
@@ -262,7 +263,7 @@ def build(
                     instance=path,
                 ),
             )
-        except Exception as exc:  # the library raises several types for bad headers
+        except signatures.SignatureRefused as exc:
             return answer(
                 tenant,
                 problem(
@@ -273,7 +274,6 @@ def build(
                     instance=path,
                 ),
             )
-        webhook_id = request.headers["webhook-id"]
         key = f"{tenant}:{webhook_id}"
         if not ready():
             return answer(
@@ -338,7 +338,6 @@ def build(
                 ],
             )
         except Exception as exc:  # any failure to get Kafka's acknowledgement
-            future.set_result(None)
             log.error(
                 "event.write_failed",
                 tenant=tenant,
@@ -347,10 +346,13 @@ def build(
                 error=type(exc).__name__,
             )
             return answer(tenant, _unavailable(path, "Kafka did not acknowledge the write"))
+        else:
+            recent.put(key, event_id)
+            future.set_result(event_id)
         finally:
             inflight.pop(key, None)
-        recent.put(key, event_id)
-        future.set_result(event_id)
+            if not future.done():  # failed or cancelled: a waiting twin must not hang
+                future.set_result(None)
         log.info(
             "event.received",
             tenant=tenant,

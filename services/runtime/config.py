@@ -188,7 +188,7 @@ def _key(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif part in {"kafka", "webhook", "smtp"} and parts and parts[-1] == "transport":
+        elif part in {"kafka", "webhook", "smtp"} and parts and parts[-1].endswith("transport"):
             continue  # the discriminator tag pydantic adds is not a key of the file
         else:
             parts.append(("." if parts else "") + str(part))

@@ -1,0 +1,105 @@
+"""`gatekeeper up`: one command brings the pipeline up on its own broker and takes it all down."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from services.runtime.broker import free_port
+from tests.conftest import SECRETS_ENV, content_event, internal_notice
+from tests.e2e.harness import TopicReader, post_event, unique_item, wait_until
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("INGEST", "GATE", "PUBLISH")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
+    env.update(SECRETS_ENV)
+    env.update({f"GATEKEEPER_{name}_PORT": str(port) for name, port in ports.items()})
+    env.update(GATEKEEPER_DATA_DIR=str(tmp_path), GATEKEEPER_HOST="127.0.0.1")
+    out = tmp_path / "up.out"
+    with open(out, "wb") as sink:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        printed = wait_until(
+            lambda: (lambda t: t if "running" in t else None)(out.read_text()), 60, "up to start"
+        )
+        broker = re.search(r"broker on (\S+) \(pid (\d+)\)", printed)
+        assert broker is not None, printed
+        pids = [int(broker.group(2))] + [
+            int(p) for p in re.findall(r"on http://\S+ \(pid (\d+)\)", printed)
+        ]
+        assert len(pids) == 4
+        for name, port in ports.items():
+            assert f"{name.lower()} on http://127.0.0.1:{port}" in printed
+        ingest = f"http://127.0.0.1:{ports['INGEST']}"
+        for port in ports.values():
+            wait_until(
+                lambda port=port: _ready(f"http://127.0.0.1:{port}"), 90, f"readyz on {port}"
+            )
+
+        item = unique_item("up")
+        topics = TopicReader(broker.group(1))
+        assert post_event(ingest, content_event(item_id=item)).status_code == 202
+        assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+        web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 1)
+        assert web[0]["sender"]["organization"] == "Lerums kommun"
+
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0
+        assert "gatekeeper: stopped" in out.read_text()
+        assert [pid for pid in pids if _alive(pid)] == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_up_refuses_bad_configuration_with_one_message(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "tenants:\n  lerum:\n    name: Lerums kommun\n    secret_env: GATEKEEPER_SECRET_LERUM\n"
+        "    sender: {organization: Lerums kommun, logo_url: x, website: y,"
+        " contact: {name: K}}\n"
+        "    policy: {internal_lead: soon}\n"
+        "    channels: [{name: intranet, audience: internal, transport: {kind: kafka, topic: i}}]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
+    env.update(SECRETS_ENV, GATEKEEPER_CONFIG=str(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr
+    assert "tenants.lerum.policy.internal_lead" in result.stderr
+    assert "broker" not in result.stdout  # nothing was started

@@ -1,0 +1,157 @@
+"""The deployment file: the shipped one works, a bad one stops with file, key and problem."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.runtime.config import DEFAULT_CONFIG_PATH, ConfigError, load_deployment
+from tests.conftest import SECRETS_ENV
+
+SHIPPED = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "gatekeeper.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def _error(tmp_path: Path, data: object, env: dict[str, str] = SECRETS_ENV) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_deployment(_write(tmp_path, data), env)
+    return str(caught.value)
+
+
+def test_shipped_configuration_has_both_municipalities() -> None:
+    deployment = load_deployment(DEFAULT_CONFIG_PATH, SECRETS_ENV)
+    assert deployment.tenants["lerum"].sender.organization == "Lerums kommun"
+    assert deployment.tenants["ale"].sender.organization == "Ale kommun"
+    for tenant in deployment.tenants.values():
+        routes = {c.name: (c.audience, c.transport.topic) for c in tenant.channels}  # type: ignore[union-attr]
+        assert routes == {
+            "intranet": ("internal", "intranet.notices"),
+            "web": ("external", "external.web"),
+            "social": ("external", "external.social"),
+            "press": ("external", "external.press"),
+        }
+    assert deployment.secret("lerum") == SECRETS_ENV["GATEKEEPER_SECRET_LERUM"]
+    assert deployment.ingest.max_body_bytes == 1024 * 1024
+    assert deployment.tenants["ale"].policy.escalate_after == timedelta(hours=2)
+
+
+def test_secrets_are_not_in_the_dumped_model() -> None:
+    deployment = load_deployment(DEFAULT_CONFIG_PATH, SECRETS_ENV)
+    assert SECRETS_ENV["GATEKEEPER_SECRET_LERUM"] not in deployment.model_dump_json()
+
+
+def test_missing_secret_names_the_key_and_variable(tmp_path: Path) -> None:
+    message = _error(
+        tmp_path, SHIPPED, {"GATEKEEPER_SECRET_ALE": SECRETS_ENV["GATEKEEPER_SECRET_ALE"]}
+    )
+    assert str(tmp_path / "gatekeeper.yaml") in message
+    assert "tenants.lerum.secret_env" in message
+    assert "GATEKEEPER_SECRET_LERUM is not set" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("plain-password", "whsec_"),
+        ("whsec_!!!notbase64", "base64"),
+        ("whsec_c2hvcnQ=", "too short"),
+    ],
+)
+def test_malformed_secret_is_refused(tmp_path: Path, value: str, problem: str) -> None:
+    message = _error(tmp_path, SHIPPED, {**SECRETS_ENV, "GATEKEEPER_SECRET_ALE": value})
+    assert "tenants.ale.secret_env" in message
+    assert problem in message
+    assert value not in message
+
+
+def test_bad_duration_names_the_key(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["lerum"]["policy"]["internal_lead"] = "soon"
+    assert "tenants.lerum.policy.internal_lead:" in _error(tmp_path, data)
+
+
+def test_negative_lead_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["policy"]["internal_lead"] = "-PT5M"
+    assert "tenants.ale.policy.internal_lead: Value error, must not be negative" in _error(
+        tmp_path, data
+    )
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["sendr"] = {}
+    assert "tenants.ale.sendr: Extra inputs are not permitted" in _error(tmp_path, data)
+
+
+def test_transport_errors_point_into_the_channel_list(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["channels"][1]["transport"] = {"kind": "webhook", "url": "ftp://x"}
+    assert "tenants.ale.channels[1].transport.url" in _error(tmp_path, data)
+
+
+def test_unknown_transport_kind_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["channels"][1]["transport"] = {"kind": "fax"}
+    assert "tenants.ale.channels[1].transport" in _error(tmp_path, data)
+
+
+def test_a_tenant_needs_an_internal_channel(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["channels"] = data["tenants"]["ale"]["channels"][1:]
+    assert "at least one internal channel" in _error(tmp_path, data)
+
+
+def test_duplicate_channel_names_are_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["channels"].append(data["tenants"]["ale"]["channels"][1])
+    assert "repeated: web" in _error(tmp_path, data)
+
+
+def test_content_check_parameters_are_required(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["policy"]["content_checks"] = [
+        {"rule": "forbidden_words", "action": "block"}
+    ]
+    assert "tenants.ale.policy.content_checks[0]" in _error(tmp_path, data)
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert "not valid YAML" in _error(tmp_path, "tenants: [unclosed")
+    assert "top level must be a mapping" in _error(tmp_path, "- just a list")
+    with pytest.raises(ConfigError, match="file not found"):
+        load_deployment(tmp_path / "nope.yaml", SECRETS_ENV)
+
+
+def test_smtp_and_webhook_transports_load(tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["ale"]["channels"] += [
+        {
+            "name": "mail",
+            "audience": "internal",
+            "transport": {
+                "kind": "smtp",
+                "host": "localhost",
+                "port": 2525,
+                "from": "noreply@ale.se",
+                "recipients": ["alla@ale.se"],
+            },
+        },
+        {
+            "name": "partner",
+            "audience": "external",
+            "transport": {"kind": "webhook", "url": "https://partner.example/hook"},
+        },
+    ]
+    deployment = load_deployment(_write(tmp_path, data), SECRETS_ENV)
+    mail = deployment.tenants["ale"].channel("mail")
+    assert mail is not None
+    assert mail.transport.from_ == "noreply@ale.se"  # type: ignore[union-attr]

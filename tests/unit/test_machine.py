@@ -1,0 +1,370 @@
+"""The gate's promise, checked on the pure core: scenarios, then random interleavings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import Contact, ContentEvent, DeliveryReceipt, ReleaseOrder
+from services.gate.machine import (
+    AWAITING_INTERNAL_LEAD,
+    AWAITING_INTERNAL_NOTICE,
+    AWAITING_PUBLISH_AT,
+    Accepted,
+    Effects,
+    GatePolicy,
+    ItemState,
+    ManualOverride,
+    Receipt,
+    Wake,
+    decide,
+)
+from tests.conftest import content_event, internal_notice
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+POLICY = GatePolicy(
+    organization="Lerums kommun",
+    logo_url="https://www.lerum.se/logo.svg",
+    website="https://www.lerum.se",
+    contact=Contact(name="Kommunikationsenheten"),
+    internal_lead=timedelta(minutes=10),
+    escalate_after=timedelta(hours=1),
+    crisis_lane=True,
+)
+
+
+def _event(internal: bool = False, **overrides: object) -> ContentEvent:
+    overrides.setdefault("publish_at", T0.isoformat())
+    raw = internal_notice(**overrides) if internal else content_event(**overrides)
+    return ContentEvent.model_validate(raw)
+
+
+def _receipts(order: ReleaseOrder, at: datetime) -> list[Receipt]:
+    return [
+        Receipt(
+            DeliveryReceipt(
+                decision_id=order.decision_id,
+                tenant=order.tenant,
+                item_id=order.item_id,
+                version=order.version,
+                action=order.action,
+                audience=order.audience,
+                channel=c,
+                delivered_at=at,
+            )
+        )
+        for c in order.channels
+    ]
+
+
+class Gate:
+    """One item's state, fed like the service feeds it (through JSON, as after a restart)."""
+
+    def __init__(self, policy: GatePolicy = POLICY) -> None:
+        self.state = ItemState(tenant="lerum", item_id="news-2026-001")
+        self.policy = policy
+        self.effects: list[Effects] = []
+
+    def feed(self, inp: object, now: datetime) -> Effects:
+        state, effects = decide(self.state, inp, now, self.policy)  # type: ignore[arg-type]
+        self.state = ItemState.model_validate_json(state.model_dump_json())
+        self.effects.append(effects)
+        return effects
+
+    def kinds(self) -> list[tuple[str, str | None]]:
+        return [(d.kind, d.audience) for e in self.effects for d in e.decisions]
+
+
+def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> None:
+    gate = Gate()
+    held = gate.feed(Accepted("e1", _event()), T0)
+    assert held.releases == ()
+    assert [d.kind for d in held.decisions] == ["accepted", "held"]
+    assert held.decisions[1].reason == AWAITING_INTERNAL_NOTICE
+    assert held.decisions[1].rule == "internal_before_external"
+
+    notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
+    assert [o.audience for o in notice.releases] == ["internal"]
+    # The gate's own forward is not enough: only the receipt counts.
+    assert gate.state.held["external"].reasons == (AWAITING_INTERNAL_NOTICE,)
+
+    after_receipt = gate.feed(
+        _receipts(notice.releases[0], T0 + timedelta(seconds=1))[0], T0 + timedelta(seconds=1)
+    )
+    assert after_receipt.releases == ()
+    assert gate.state.held["external"].reasons == (AWAITING_INTERNAL_LEAD,)
+    assert gate.state.wake_at == T0 + timedelta(minutes=10, seconds=1)
+
+    early = gate.feed(Wake(), T0 + timedelta(minutes=10))
+    assert early.releases == ()
+    released = gate.feed(Wake(), T0 + timedelta(minutes=10, seconds=1))
+    order = released.releases[0]
+    assert (order.audience, order.channels, order.version) == ("external", ["web"], 1)
+    assert order.sender.organization == "Lerums kommun"
+    assert order.sender.unit == "Sektor Lärande"
+    assert order.sender.contact.name == "Kommunikationsenheten"
+    assert not gate.state.is_held()
+
+
+def test_publish_at_holds_both_notices() -> None:
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    later = T0 + timedelta(hours=2)
+    notice = gate.feed(Accepted("i1", _event(internal=True, publish_at=later.isoformat())), T0)
+    assert notice.releases == ()
+    assert gate.state.held["internal"].reasons == (AWAITING_PUBLISH_AT,)
+    assert gate.state.wake_at == later
+    due = gate.feed(Wake(), later)
+    assert [o.audience for o in due.releases] == ["internal"]
+
+
+def test_contact_from_the_event_wins_over_the_tenants_default() -> None:
+    gate = Gate()
+    effects = gate.feed(
+        Accepted("i1", _event(internal=True, contact={"name": "Anna Andersson"})), T0
+    )
+    assert effects.releases[0].sender.contact.name == "Anna Andersson"
+
+
+def test_held_items_escalate_once_and_stay_held() -> None:
+    gate = Gate()
+    gate.feed(Accepted("e1", _event()), T0)
+    assert gate.state.wake_at == T0 + timedelta(hours=1)
+    escalated = gate.feed(Wake(), T0 + timedelta(hours=1))
+    assert [d.kind for d in escalated.decisions] == ["escalated"]
+    assert escalated.decisions[0].rule == "escalate_after"
+    assert gate.state.held["external"].escalated
+    assert gate.feed(Wake(), T0 + timedelta(hours=5)).decisions == ()
+    assert gate.state.is_held()
+
+
+def test_a_notice_scheduled_for_later_does_not_escalate_early() -> None:
+    gate = Gate()
+    later = T0 + timedelta(days=3)
+    gate.feed(Accepted("e1", _event(publish_at=later.isoformat())), T0)
+    assert gate.feed(Wake(), T0 + timedelta(hours=2)).decisions == ()
+    assert [d.kind for d in gate.feed(Wake(), later + timedelta(hours=1)).decisions] == [
+        "escalated"
+    ]
+
+
+def test_stale_and_duplicate_events() -> None:
+    gate = Gate()
+    gate.feed(Accepted("e2", _event(version=2)), T0)
+    stale = gate.feed(Accepted("e1", _event(version=1)), T0)
+    assert [d.kind for d in stale.decisions] == ["stale"]
+    assert gate.state.held["external"].event.version == 2
+    assert gate.feed(Accepted("e2", _event(version=2)), T0) == Effects()
+
+
+def test_a_newer_version_supersedes_the_held_one() -> None:
+    gate = Gate()
+    gate.feed(Accepted("e1", _event(version=1)), T0)
+    newer = gate.feed(Accepted("e2", _event(version=2, title="Rättad rubrik")), T0)
+    assert ("stale", "external") in [(d.kind, d.audience) for d in newer.decisions]
+    assert gate.state.held["external"].event.title == "Rättad rubrik"
+
+
+def test_retract_cancels_what_is_held_and_is_forwarded_to_channels_that_published() -> None:
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
+    for receipt in _receipts(notice.releases[0], T0):
+        gate.feed(receipt, T0)
+    gate.feed(Accepted("e1", _event(version=1)), T0)
+    gate.feed(Accepted("e2", _event(version=2, channels=["web", "social"])), T0)
+    retract = gate.feed(Accepted("r1", _event(version=2, action="retract", channels=[])), T0)
+    assert [d.kind for d in retract.decisions] == ["retracted"]
+    # version 1 reached web (released at once); intranet had the notice
+    web_order = next(o for e in gate.effects for o in e.releases if o.audience == "external")
+    assert web_order.version == 1
+    # only receipts make a channel "published"; none came back for web yet
+    assert [o.channels for o in retract.releases] == [["intranet"]]
+    assert retract.releases[0].action == "retract"
+
+
+def test_manual_release_overrides_and_is_audited() -> None:
+    gate = Gate()
+    gate.feed(Accepted("e1", _event()), T0)
+    effects = gate.feed(ManualOverride("req-1", "Rektor har informerat personalen muntligt"), T0)
+    assert [d.kind for d in effects.decisions] == ["overridden"]
+    assert effects.decisions[0].operator_reason == "Rektor har informerat personalen muntligt"
+    assert effects.decisions[0].rule == "manual_release"
+    assert [o.audience for o in effects.releases] == ["external"]
+
+
+def test_crisis_lane_sends_internal_and_external_together() -> None:
+    gate = Gate()
+    effects = gate.feed(
+        Accepted("c1", _event(crisis=True, publish_at=(T0 + timedelta(hours=1)).isoformat())), T0
+    )
+    assert [o.audience for o in effects.releases] == ["internal", "external"]
+    assert {d.rule for d in effects.decisions if d.kind == "released"} == {"crisis_lane"}
+    assert effects.releases[0].channels == ["intranet"]
+
+
+def test_crisis_lane_off_holds_as_usual() -> None:
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "crisis_lane": False}))
+    effects = gate.feed(Accepted("c1", _event(crisis=True)), T0)
+    assert effects.releases == ()
+    assert gate.state.held["external"].reasons == (AWAITING_INTERNAL_NOTICE,)
+
+
+def test_blocking_content_check_holds_even_after_the_notice() -> None:
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
+    gate.feed(_receipts(notice.releases[0], T0)[0], T0)
+    effects = gate.feed(
+        Accepted("e1", _event(), findings=(("personal_identity_number", "block"),)), T0
+    )
+    assert effects.releases == ()
+    assert gate.state.held["external"].reasons == ("content_check:personal_identity_number",)
+
+
+def test_warning_content_check_releases_with_the_warning() -> None:
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
+    gate.feed(_receipts(notice.releases[0], T0)[0], T0)
+    effects = gate.feed(Accepted("e1", _event(), findings=(("summary_required", "warn"),)), T0)
+    released = [d for d in effects.decisions if d.kind == "released"]
+    assert released[0].warnings == ["content_check:summary_required"]
+
+
+def test_decision_ids_are_deterministic_so_replays_match() -> None:
+    one, two = Gate(), Gate()
+    assert one.feed(Accepted("e1", _event()), T0) == two.feed(Accepted("e1", _event()), T0)
+
+
+# ---- properties over random interleavings -------------------------------------------
+
+
+@dataclass
+class World:
+    """The gate plus a publish that delivers orders when told to, at most once per channel."""
+
+    gate: Gate = field(default_factory=Gate)
+    now: datetime = T0
+    outbox: list[ReleaseOrder] = field(default_factory=list)
+    delivered: set[tuple[int, str, str]] = field(default_factory=set)
+    internal_delivered_at: datetime | None = None
+    accepted: list[Accepted] = field(default_factory=list)
+    releases: list[tuple[ReleaseOrder, datetime | None]] = field(default_factory=list)
+    overridden: bool = False
+
+    def feed(self, inp: object) -> None:
+        effects = self.gate.feed(inp, self.now)
+        for order in effects.releases:
+            self.releases.append((order, self.internal_delivered_at))
+        self.outbox.extend(effects.releases)
+
+    def deliver_one(self, duplicate: bool) -> None:
+        if not self.outbox:
+            return
+        order = self.outbox.pop(0)
+        for receipt in _receipts(order, self.now):
+            key = (order.version, receipt.receipt.channel, order.action)
+            if key in self.delivered and not duplicate:
+                continue
+            self.delivered.add(key)
+            if order.audience == "internal" and order.action == "publish":
+                self.internal_delivered_at = self.internal_delivered_at or self.now
+            self.feed(receipt)
+
+
+ops = st.one_of(
+    st.tuples(st.just("external"), st.integers(1, 4), st.integers(-30, 90), st.booleans()),
+    st.tuples(st.just("internal"), st.integers(1, 4), st.integers(-30, 90), st.just(False)),
+    st.tuples(st.just("retract"), st.integers(1, 4), st.just(0), st.booleans()),
+    st.tuples(st.just("deliver"), st.just(0), st.just(0), st.booleans()),
+    st.tuples(st.just("advance"), st.integers(1, 120), st.just(0), st.just(False)),
+    st.tuples(st.just("redeliver"), st.integers(0, 20), st.just(0), st.just(False)),
+)
+
+
+def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
+    policy = POLICY.__class__(**{**POLICY.__dict__, "crisis_lane": crisis_lane})
+    world = World(gate=Gate(policy))
+    for n, (op, a, b, flag) in enumerate(steps):
+        if op in {"external", "internal"}:
+            event = _event(
+                internal=op == "internal",
+                version=a,
+                crisis=flag and op == "external",
+                publish_at=(world.now + timedelta(minutes=b)).isoformat(),
+            )
+            accepted = Accepted(f"ev{n}", event)
+            world.accepted.append(accepted)
+            world.feed(accepted)
+        elif op == "retract":
+            event = _event(internal=flag, version=a, action="retract", channels=[])
+            world.feed(Accepted(f"ev{n}", event))
+        elif op == "deliver":
+            world.deliver_one(duplicate=flag)
+        elif op == "advance":
+            world.now += timedelta(minutes=a)
+            world.feed(Wake())
+        elif op == "redeliver" and world.accepted:
+            world.feed(world.accepted[a % len(world.accepted)])
+    return world
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, max_size=40))
+def test_no_external_release_before_the_delivered_notice_plus_lead_and_publish_at(
+    steps: list[tuple[str, int, int, bool]],
+) -> None:
+    world = _run(steps, crisis_lane=False)
+    event_of = {d.decision_id: d.event_id for e in world.gate.effects for d in e.decisions}
+    accepted = {a.event_id: a.event for a in world.accepted}
+    for order, delivered_at in world.releases:
+        if order.audience != "external" or order.action != "publish":
+            continue
+        assert delivered_at is not None, "external release before any internal notice was delivered"
+        assert order.released_at >= delivered_at + POLICY.internal_lead
+        assert order.released_at >= accepted[event_of[order.decision_id]].publish_at
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, max_size=40), st.booleans())
+def test_nothing_is_released_twice(steps: list[tuple[str, int, int, bool]], crisis: bool) -> None:
+    world = _run(steps, crisis_lane=crisis)
+    published = [(o.audience, o.version) for o, _ in world.releases if o.action == "publish"]
+    assert len(published) == len(set(published))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, max_size=40))
+def test_every_external_request_goes_out_once_its_notice_is_delivered_and_nothing_without(
+    steps: list[tuple[str, int, int, bool]],
+) -> None:
+    world = _run(steps, crisis_lane=False)
+    # Let publish deliver everything and let time pass far beyond every publish_at.
+    for _ in range(20):
+        while world.outbox:
+            world.deliver_one(duplicate=False)
+        world.now += timedelta(days=1)
+        world.feed(Wake())
+    state = world.gate.state
+    if state.internal_delivered_at is not None:
+        assert "external" not in state.held, state.held["external"].reasons
+    else:
+        assert not [
+            o for o, _ in world.releases if o.audience == "external" and o.action == "publish"
+        ]
+    # What is held is visible with its reasons, never silently gone.
+    for held in state.held.values():
+        assert held.reasons
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ops, max_size=30))
+def test_every_decision_is_audited_with_its_rule(steps: list[tuple[str, int, int, bool]]) -> None:
+    world = _run(steps, crisis_lane=True)
+    for effects in world.gate.effects:
+        decided = {d.decision_id for d in effects.decisions}
+        assert all(o.decision_id in decided for o in effects.releases)
+        for decision in effects.decisions:
+            assert decision.rule
+            assert decision.reason
+            assert (decision.tenant, decision.item_id) == ("lerum", "news-2026-001")

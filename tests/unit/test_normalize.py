@@ -1,0 +1,103 @@
+"""Ingest's validation: every problem named by field, the same for HTTP and Kafka."""
+
+from __future__ import annotations
+
+import json
+
+from schemas import ContentEvent
+from services.ingest.normalize import Invalid, check_event, split_key
+from tests.conftest import content_event
+
+TENANTS = {
+    "lerum": {"intranet": "internal", "web": "external", "press": "external"},
+    "ale": {"intranet": "internal", "web": "external"},
+}
+
+
+def _check(event: object, tenant: str | None = "lerum", item_id: str | None = None) -> object:
+    return check_event(json.dumps(event).encode(), TENANTS, tenant=tenant, item_id=item_id)
+
+
+def _fields(result: object) -> list[str]:
+    assert isinstance(result, Invalid)
+    return [e.field for e in result.errors]
+
+
+def test_valid_event_parses() -> None:
+    result = _check(content_event())
+    assert isinstance(result, ContentEvent)
+    assert result.channels == ["web"]
+
+
+def test_not_json_is_400() -> None:
+    for body in (b"{", b"\xff\xfe", b""):
+        result = check_event(body, TENANTS, tenant="lerum")
+        assert isinstance(result, Invalid)
+        assert result.status == 400
+
+
+def test_json_that_is_not_an_object_is_422() -> None:
+    result = check_event(b"[1, 2]", TENANTS, tenant="lerum")
+    assert isinstance(result, Invalid)
+    assert (result.status, _fields(result)) == (422, ["(body)"])
+
+
+def test_every_bad_field_is_listed() -> None:
+    event = content_event(version="one", audience="staff", channels=["web", "tv"])
+    del event["title"]
+    fields = _fields(_check(event))
+    assert set(fields) == {"version", "audience", "title", "channels[1]"}
+
+
+def test_nested_fields_are_named_with_their_path() -> None:
+    event = content_event(
+        images=[{"url": "u", "alt": "ok"}, {"url": "u", "alt": ""}], links=[{"url": "u"}]
+    )
+    assert set(_fields(_check(event))) == {"images[1].alt", "links[0].text"}
+
+
+def test_tenant_must_match_the_path() -> None:
+    result = _check(content_event(tenant="ale"))
+    assert _fields(result) == ["tenant"]
+    assert isinstance(result, Invalid)
+    assert "'lerum'" in result.errors[0].problem
+
+
+def test_channels_must_exist_and_match_the_audience() -> None:
+    assert _fields(_check(content_event(channels=["intranet"]))) == ["channels[0]"]
+    internal = content_event(audience="internal", channels=["intranet", "web"])
+    assert _fields(_check(internal)) == ["channels[1]"]
+    assert _fields(_check(content_event(channels=[]))) == ["channels"]
+
+
+def test_press_needs_a_contact() -> None:
+    assert _fields(_check(content_event(channels=["press"]))) == ["contact"]
+    with_contact = content_event(channels=["press"], contact={"name": "Anna Andersson"})
+    assert isinstance(_check(with_contact), ContentEvent)
+
+
+def test_a_retract_may_name_no_channels() -> None:
+    assert isinstance(_check(content_event(action="retract", channels=[])), ContentEvent)
+
+
+def test_kafka_key_decides_tenant_and_item() -> None:
+    assert isinstance(
+        _check(content_event(), tenant="lerum", item_id="news-2026-001"), ContentEvent
+    )
+    assert _fields(_check(content_event(), tenant="lerum", item_id="other")) == ["item_id"]
+    assert _fields(_check(content_event(tenant="oslo"), tenant=None)) == ["tenant"]
+    assert isinstance(_check(content_event(tenant="ale"), tenant=None), ContentEvent)
+
+
+def test_split_key() -> None:
+    assert split_key(b"lerum:news:1") == ("lerum", "news:1")
+    assert split_key(b"lerum") is None
+    assert split_key(b":x") is None
+    assert split_key(None) is None
+    assert split_key(b"\xff:x") is None
+
+
+def test_pointer_is_a_json_pointer() -> None:
+    result = _check(content_event(images=[{"url": "u", "alt": ""}]))
+    assert isinstance(result, Invalid)
+    assert result.errors[0].as_dict()["pointer"] == "#/images/0/alt"
