@@ -1,0 +1,150 @@
+"""The gate as operators and the audit see it: held list, manual release, crash safety."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+
+import httpx
+
+from tests.conftest import OPERATOR_TOKEN, content_event, internal_notice
+from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+
+
+def _held(gate: str, item: str, query: str = "") -> list[dict]:
+    return [h for h in httpx.get(f"{gate}/v1/held{query}").json()["held"] if h["item_id"] == item]
+
+
+def _release(gate: str, tenant: str, item: str, token: str | None, body: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.post(
+        f"{gate}/v1/held/{tenant}/{item}/release", json=body, headers=headers, timeout=30
+    )
+
+
+def test_held_list_filters_by_tenant(pipeline: Pipeline) -> None:
+    gate, ingest = pipeline.services["gate"].url, pipeline.services["ingest"].url
+    item = unique_item("filter")
+    assert (
+        post_event(ingest, content_event(tenant="ale", item_id=item), tenant="ale").status_code
+        == 202
+    )
+    wait_until(lambda: _held(gate, item), 20, "held item")
+    assert _held(gate, item, "?tenant=ale")[0]["tenant"] == "ale"
+    assert _held(gate, item, "?tenant=lerum") == []
+    assert httpx.get(f"{gate}/v1/held?tenant=oslo").status_code == 404
+
+
+def test_manual_release_needs_the_operator_token_and_is_audited(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    gate, ingest = pipeline.services["gate"].url, pipeline.services["ingest"].url
+    item = unique_item("manual")
+    key = f"lerum:{item}"
+    assert post_event(ingest, content_event(item_id=item)).status_code == 202
+    wait_until(lambda: _held(gate, item), 20, "held item")
+
+    for token in (None, "wrong-token"):
+        refused = _release(gate, "lerum", item, token, {"reason": "Personalen informerad muntligt"})
+        assert refused.status_code == 401
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    assert _held(gate, item), "a refused release changed nothing"
+    assert _release(gate, "lerum", item, OPERATOR_TOKEN, {}).status_code == 422
+    assert _release(gate, "lerum", "not-held", OPERATOR_TOKEN, {"reason": "x"}).status_code == 404
+
+    released = _release(
+        gate, "lerum", item, OPERATOR_TOKEN, {"reason": "Personalen informerad muntligt"}
+    )
+    assert released.status_code == 200
+    assert released.json()["status"] == "released"
+    assert _held(gate, item) == []
+    web = topics.wait_for("external.web", key, lambda v: len(v) == 1)
+    assert web[0]["sender"]["organization"] == "Lerums kommun"
+    overridden = [d for d in topics.json_for("gate.decisions", key) if d["kind"] == "overridden"]
+    assert overridden[0]["operator_reason"] == "Personalen informerad muntligt"
+    assert overridden[0]["rule"] == "manual_release"
+
+
+def test_content_check_blocks_a_personnummer_and_says_why(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    gate, ingest = pipeline.services["gate"].url, pipeline.services["ingest"].url
+    item = unique_item("pnr")
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    topics.wait_for("intranet.notices", f"lerum:{item}", lambda v: len(v) == 1)
+    event = content_event(item_id=item, body="Kontakta 19811218-9876 för mer information.")
+    assert post_event(ingest, event).status_code == 202
+    held = wait_until(lambda: _held(gate, item), 20, "held item")
+    assert held[0]["reasons"] == ["content_check:personal_identity_number"]
+    logs = (
+        pipeline.services["gate"].log_path.read_text()
+        + pipeline.services["ingest"].log_path.read_text()
+    )
+    assert "19811218-9876" not in logs
+
+
+def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats_nothing(
+    own_pipeline: Pipeline,
+) -> None:
+    ingest = own_pipeline.add("ingest").start()
+    gate = own_pipeline.add("gate").start()
+    own_pipeline.add("publish").start()
+    topics = TopicReader(own_pipeline.bootstrap)
+    items = [unique_item("crash") for _ in range(6)]
+    for item in items:
+        assert (
+            post_event(
+                ingest.url, content_event(item_id=item, channels=["web", "social"])
+            ).status_code
+            == 202
+        )
+    wait_until(
+        lambda: (
+            len(
+                [
+                    h
+                    for h in httpx.get(f"{gate.url}/v1/held").json()["held"]
+                    if h["item_id"] in items
+                ]
+            )
+            == 6
+        ),
+        30,
+        "6 held items",
+    )
+
+    gate.stop(signal.SIGKILL)
+    gate.start()
+    held = {h["item_id"]: h for h in httpx.get(f"{gate.url}/v1/held").json()["held"]}
+    assert set(items) <= set(held), "a held item was lost in the crash"
+    assert all(held[i]["reasons"] == ["awaiting_internal_notice"] for i in items)
+
+    for item in items:
+        assert post_event(ingest.url, internal_notice(item_id=item)).status_code == 202
+    # Kill the gate as soon as the first external release is out.
+    wait_until(
+        lambda: any(topics.json_for("external.web", f"lerum:{i}") for i in items),
+        30,
+        "a first release",
+    )
+    gate.stop(signal.SIGKILL)
+    gate.start()
+
+    for item in items:
+        topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) >= 1)
+        topics.wait_for("external.social", f"lerum:{item}", lambda v: len(v) >= 1)
+    web = Counter(r.key for r in topics.records("external.web"))
+    social = Counter(r.key for r in topics.records("external.social"))
+    intranet = Counter(r.key for r in topics.records("intranet.notices"))
+    for item in items:
+        key = f"lerum:{item}".encode()
+        assert (web[key], social[key], intranet[key]) == (1, 1, 1), item
+    wait_until(
+        lambda: (
+            not [
+                h for h in httpx.get(f"{gate.url}/v1/held").json()["held"] if h["item_id"] in items
+            ]
+        ),
+        10,
+        "nothing held",
+    )
