@@ -224,8 +224,21 @@ def build(
         new_state, effects = decide(state, inp, now, policy)
         # Effects before state: a crash between them replays the input, and a
         # repeated release is caught downstream, while a lost one could not be.
+        # The sends are pipelined and awaited together: one round trip per input.
+        sent = [
+            await app.producer.send(
+                topics.RELEASES, key, o.model_dump_json().encode(), None, None, None
+            )
+            for o in effects.releases
+        ] + [
+            await app.producer.send(
+                topics.DECISIONS, key, d.model_dump_json().encode(), None, None, None
+            )
+            for d in effects.decisions
+        ]
+        if sent:
+            await asyncio.gather(*sent)
         for order in effects.releases:
-            await send(topics.RELEASES, key, order.model_dump_json().encode())
             if (
                 order.audience == "external"
                 and order.action == "publish"
@@ -234,7 +247,6 @@ def build(
                 lag = (now - new_state.internal_delivered_at).total_seconds()
                 metrics.latency.labels(tenant).observe(max(lag, 0.0))
         for decision in effects.decisions:
-            await send(topics.DECISIONS, key, decision.model_dump_json().encode())
             record(decision)
         if new_state != state:
             items[key] = new_state.model_dump_json().encode()

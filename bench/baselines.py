@@ -1,0 +1,72 @@
+"""The two baselines the gate is measured against, as processes of their own.
+
+``python -m bench.baselines faust IN OUT`` runs a bare faust agent that forwards
+every record; ``python -m bench.baselines aiokafka IN OUT`` a plain aiokafka
+consume-and-produce loop. Both use the same broker settings as the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.runtime.settings import Settings
+from services.runtime.streams import make_app, run_worker
+
+
+def run_faust(source: str, sink: str) -> None:
+    settings = Settings()
+    app = make_app("bench-passthrough", settings)
+    inbound = app.topic(source, key_type=bytes, value_type=bytes)
+    outbound = app.topic(sink, key_type=bytes, value_type=bytes)
+
+    @app.agent(inbound)
+    async def forward(stream: Any) -> None:
+        async for event in stream.events():
+            await outbound.send(key=event.key, value=event.value)
+
+    run_worker(app, [], "warning")
+
+
+async def run_aiokafka(source: str, sink: str) -> None:
+    settings = Settings()
+    servers = settings.kafka_bootstrap_servers
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=servers,
+        group_id="bench-aiokafka",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_interval_ms=10_000,
+        rebalance_timeout_ms=3_000,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=servers, max_batch_size=1, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            futures = [
+                await producer.send(sink, key=record.key, value=record.value)
+                for records in batch.values()
+                for record in records
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    kind, source, sink = sys.argv[1:4]
+    if kind == "faust":
+        run_faust(source, sink)
+    else:
+        asyncio.run(run_aiokafka(source, sink))

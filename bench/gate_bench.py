@@ -1,0 +1,260 @@
+"""Gate throughput and release latency beside two baselines, on one embedded broker.
+
+    python -m bench.gate_bench [--events 3000] [--rate 1000] [--seconds 3]
+
+Phase 1 (throughput): EVENTS records are written before each processor starts;
+throughput is EVENTS divided by the span between its first and last output
+(producer timestamps), so start-up and group joins do not count.
+Phase 2 (latency): records arrive at RATE per second for SECONDS; latency is an
+output's timestamp minus its input's. For the gate the inputs are the internal
+notices' delivery receipts and the outputs the external releases they trigger.
+Prints the figures and the gate's ratios to each baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas.events import AcceptedEvent, ContentEvent, DeliveryReceipt
+from services.cli import _topics_of
+from services.runtime import topics
+from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+
+PARTITIONS = 4
+SECRETS = {
+    "GATEKEEPER_SECRET_LERUM": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
+    "GATEKEEPER_SECRET_ALE": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
+}
+
+
+def _event(i: int) -> bytes:
+    event = ContentEvent.model_validate(
+        {
+            "schema_version": 1,
+            "tenant": "lerum",
+            "item_id": f"bench-{i}",
+            "version": 1,
+            "action": "publish",
+            "audience": "external",
+            "channels": ["web"],
+            "title": "Nyhet",
+            "body": "Lerums kommun informerar.",
+            "recipients": "Invånare",
+            "publish_at": "2026-01-01T00:00:00+00:00",
+            "unit": "Kommunstyrelsen",
+        }
+    )
+    now = datetime.now(UTC)
+    return (
+        AcceptedEvent(
+            event_id=f"e{i}",
+            tenant="lerum",
+            item_id=f"bench-{i}",
+            source="kafka",
+            received_at=now,
+            event=event,
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _receipt(i: int) -> bytes:
+    return (
+        DeliveryReceipt(
+            decision_id=f"d{i}",
+            tenant="lerum",
+            item_id=f"bench-{i}",
+            version=1,
+            action="publish",
+            audience="internal",
+            channel="intranet",
+            delivered_at=datetime.now(UTC),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _producer(bootstrap: str) -> KafkaProducer:
+    # One record per batch: the embedded broker's offsets are only truthful so.
+    return KafkaProducer(bootstrap_servers=bootstrap, batch_size=0, linger_ms=0, acks=1)
+
+
+def _write(
+    bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], rate: float | None
+) -> None:
+    producer = _producer(bootstrap)
+    start = time.perf_counter()
+    for n, (key, value) in enumerate(values):
+        if rate:
+            due = start + n / rate
+            while time.perf_counter() < due:
+                time.sleep(max(0.0, min(due - time.perf_counter(), 0.001)))
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def _read(
+    bootstrap: str,
+    topic: str,
+    want: int,
+    timeout: float,
+    keep: Callable[[Any], bool] = lambda r: True,
+) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < want and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            out.extend(r for r in records if keep(r))
+    consumer.close()
+    if len(out) < want:
+        raise SystemExit(f"{topic}: only {len(out)} of {want} records within {timeout:.0f}s")
+    return out
+
+
+def _throughput(records: list[Any]) -> float:
+    stamps = sorted(r.timestamp for r in records)
+    span = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
+    return len(records) / span
+
+
+def _latencies(
+    inputs: list[Any], outputs: list[Any], key_of: Callable[[Any], bytes]
+) -> list[float]:
+    sent = {key_of(r): r.timestamp for r in inputs}
+    return sorted(r.timestamp - sent[key_of(r)] for r in outputs if key_of(r) in sent)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    n, m = args.events, int(args.rate * args.seconds)
+    workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        env = {
+            **os.environ,
+            **SECRETS,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "GATEKEEPER_EMBEDDED_BROKER": "true",
+            "GATEKEEPER_PARTITIONS": str(PARTITIONS),
+            "GATEKEEPER_DATA_DIR": str(workdir),
+            "GATEKEEPER_HOST": "127.0.0.1",
+            "GATEKEEPER_GATE_PORT": str(free_port()),
+            "GATEKEEPER_LOG_LEVEL": "warning",
+        }
+        deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
+        names = [*_topics_of(deployment), "bench.in", "bench.out.faust", "bench.out.aiokafka"]
+        topics.ensure_topics(broker.bootstrap, names, PARTITIONS, 1)
+        items = max(n, m)
+        print(f"writing {n} events for the throughput phase ...", flush=True)
+        _write(
+            broker.bootstrap,
+            topics.ACCEPTED,
+            [(f"lerum:bench-{i}".encode(), _event(i)) for i in range(items)],
+            None,
+        )
+        _write(
+            broker.bootstrap, "bench.in", [(f"k{i}".encode(), _event(i)) for i in range(n)], None
+        )
+
+        results: dict[str, dict[str, float]] = {}
+        runs = {
+            "gate": [sys.executable, "-m", "services.cli", "serve", "gate"],
+            "faust": [
+                sys.executable,
+                "-m",
+                "bench.baselines",
+                "faust",
+                "bench.in",
+                "bench.out.faust",
+            ],
+            "aiokafka": [
+                sys.executable,
+                "-m",
+                "bench.baselines",
+                "aiokafka",
+                "bench.in",
+                "bench.out.aiokafka",
+            ],
+        }
+        for name, argv in runs.items():
+            proc = _start(argv, env, workdir / f"{name}.log")
+            try:
+                if name == "gate":
+                    held = _read(broker.bootstrap, topics.DECISIONS, 2 * items, 300)
+                    rate = _throughput(held) / 2  # two decisions (accepted, held) per input
+                    # Receipts at a steady rate; each releases one held item.
+                    receipts = [(f"lerum:bench-{i}".encode(), _receipt(i)) for i in range(m)]
+                    _write(broker.bootstrap, topics.RECEIPTS, receipts, args.rate)
+                    ins = _read(broker.bootstrap, topics.RECEIPTS, m, 60)
+                    outs = _read(broker.bootstrap, topics.RELEASES, m, 120)
+                    lat = _latencies(ins, outs, lambda r: r.key)
+                else:
+                    out_topic = argv[-1]
+                    done = _read(broker.bootstrap, out_topic, n, 300)
+                    rate = _throughput(done)
+                    paced = [(f"lat{i}".encode(), _event(i)) for i in range(m)]
+                    _write(broker.bootstrap, "bench.in", paced, args.rate)
+                    ins = _read(
+                        broker.bootstrap, "bench.in", m, 60, lambda r: r.key.startswith(b"lat")
+                    )
+                    outs = _read(
+                        broker.bootstrap, out_topic, m, 120, lambda r: r.key.startswith(b"lat")
+                    )
+                    lat = _latencies(ins, outs, lambda r: r.key)
+                results[name] = {"throughput": rate, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99)}
+                print(
+                    f"{name:9s} {rate:8.0f} events/s   p50 {results[name]['p50']:5.0f} ms"
+                    f"   p99 {results[name]['p99']:5.0f} ms  ({len(lat)} samples)",
+                    flush=True,
+                )
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        gate = results["gate"]
+        for base in ("faust", "aiokafka"):
+            b = results[base]
+            print(
+                f"gate / {base:8s} throughput x{gate['throughput'] / b['throughput']:.2f}"
+                f"   p99 latency x{gate['p99'] / max(b['p99'], 1):.2f}"
+            )
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
