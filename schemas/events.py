@@ -21,6 +21,7 @@ __all__ = [
     "Audience",
     "Contact",
     "ContentEvent",
+    "DeadLetter",
     "Decision",
     "DecisionKind",
     "DeliveryReceipt",
@@ -175,6 +176,22 @@ class DeliveryReceipt(Immutable):
     audience: Audience
     channel: NonEmpty
     delivered_at: AwareDatetime
+
+
+class DeadLetter(Immutable):
+    """A delivery that failed its last attempt, on ``publish.dlq``; ops may redeliver it."""
+
+    schema_version: Literal[1] = 1
+    delivery_id: NonEmpty
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    action: Action
+    channel: NonEmpty
+    reason: NonEmpty
+    attempts: int = Field(ge=1)
+    failed_at: AwareDatetime
+    order: ReleaseOrder
 
 
 DecisionKind = Literal[

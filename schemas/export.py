@@ -27,6 +27,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "published-notice": events.PublishedNotice,
     "delivery-receipt": events.DeliveryReceipt,
     "decision": events.Decision,
+    "dead-letter": events.DeadLetter,
 }
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -174,15 +178,62 @@ def _up() -> int:
         print("gatekeeper: stopped", flush=True)
 
 
+def _dead_letters(action: str, delivery_id: str | None, url: str | None, tenant: str | None) -> int:
+    settings = Settings()
+    base = (url or f"http://127.0.0.1:{settings.publish_port}").rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        return _fail(f"--url must be an http(s) URL, not {base!r}")
+    # The scheme is checked above, so urllib cannot be sent to file: or the like.
+    if action == "list":
+        query = f"?{urllib.parse.urlencode({'tenant': tenant})}" if tenant else ""
+        request = urllib.request.Request(f"{base}/v1/dead-letters{query}")  # noqa: S310
+    else:
+        if not delivery_id:
+            return _fail("redeliver needs the DELIVERY_ID shown by 'dead-letters list'")
+        token = settings.operator_token.get_secret_value() if settings.operator_token else ""
+        request = urllib.request.Request(  # noqa: S310
+            f"{base}/v1/dead-letters/{urllib.parse.quote(delivery_id)}/redeliver",
+            method="POST",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
+        return _fail(f"{exc.code}: {detail}")
+    except urllib.error.URLError as exc:
+        return _fail(f"publish at {base} is not reachable: {exc.reason}")
+    if action == "redeliver":
+        print(f"{body['delivery_id']}: {body['status']}")
+        return 0
+    rows = body["dead_letters"]
+    for row in rows:
+        print(
+            f"{row['delivery_id']}  {row['tenant']}/{row['item_id']} v{row['version']} "
+            f"{row['action']} -> {row['channel']}  after {row['attempts']} attempt(s) "
+            f"at {row['failed_at']}: {row['reason']}"
+        )
+    print(f"{len(rows)} dead letter(s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole pipeline on this machine")
     serve = sub.add_parser("serve", help="run one service, as a pod does")
     serve.add_argument("service", choices=SERVICES)
+    dead = sub.add_parser("dead-letters", help="list publish's dead letters, or redeliver one")
+    dead.add_argument("action", choices=["list", "redeliver"])
+    dead.add_argument("delivery_id", nargs="?", help="with redeliver: which one")
+    dead.add_argument("--url", help="publish's base URL (default: this machine's publish port)")
+    dead.add_argument("--tenant", help="with list: only this tenant's")
     args = parser.parse_args(argv)
     if args.command == "up":
         return _up()
+    if args.command == "dead-letters":
+        return _dead_letters(args.action, args.delivery_id, args.url, args.tenant)
     return _serve(args.service)
 
 

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Literal
 
-from schemas.events import DeliveryReceipt, PublishedNotice, ReleaseOrder, Sender
+from schemas._base import Immutable
+from schemas.events import DeadLetter, DeliveryReceipt, PublishedNotice, ReleaseOrder, Sender
 
 __all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "Outcome",
     "archive_record",
     "backoff_seconds",
+    "dead_letter",
     "delivery_key",
     "notice_for",
+    "pending",
     "receipt_for",
     "render_email",
     "signature_lines",
@@ -101,3 +108,57 @@ def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> flo
     """Exponential backoff with full jitter; *jitter* is a number in [0, 1) from the shell."""
     ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
     return float(ceiling * jitter)
+
+
+DeliveryStatus = Literal["pending", "delivered", "dead"]
+
+
+class Delivery(Immutable):
+    """Publish's durable record of one delivery, checked before anything is sent."""
+
+    key: str
+    delivery_id: str
+    status: DeliveryStatus
+    order: ReleaseOrder
+    channel: str
+    attempts: int = 0
+    error: str | None = None
+    updated_at: datetime
+
+
+class Outcome(Immutable):
+    """What an attempt loop learned, or an operator's request to try a dead letter again."""
+
+    kind: Literal["delivered", "failed", "redeliver"]
+    key: str
+    attempts: int = 0
+    error: str | None = None
+    payload: str | None = None
+    at: datetime
+
+
+def pending(order: ReleaseOrder, channel: str, now: datetime) -> Delivery:
+    return Delivery(
+        key=delivery_key(order, channel),
+        delivery_id=webhook_id(order, channel),
+        status="pending",
+        order=order,
+        channel=channel,
+        updated_at=now,
+    )
+
+
+def dead_letter(record: Delivery, now: datetime) -> DeadLetter:
+    order = record.order
+    return DeadLetter(
+        delivery_id=record.delivery_id,
+        tenant=order.tenant,
+        item_id=order.item_id,
+        version=order.version,
+        action=order.action,
+        channel=record.channel,
+        reason=record.error or "failed",
+        attempts=max(record.attempts, 1),
+        failed_at=now,
+        order=order,
+    )

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     kafka_write_timeout: float = Field(
         default=10.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_WRITE_TIMEOUT")
     )
+    retry_base_seconds: float = Field(
+        default=0.5, gt=0, validation_alias=_env("GATEKEEPER_RETRY_BASE_SECONDS")
+    )
+    retry_cap_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_env("GATEKEEPER_RETRY_CAP_SECONDS")
+    )
     log_level: str = Field(default="info", validation_alias=_env("GATEKEEPER_LOG_LEVEL"))
 
     def port_of(self, service: str) -> int:

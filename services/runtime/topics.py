@@ -18,6 +18,7 @@ __all__ = [
     "PIPELINE_TOPICS",
     "PUBLISH_ARCHIVE",
     "PUBLISH_DLQ",
+    "PUBLISH_OUTCOMES",
     "RECEIPTS",
     "RELEASES",
     "ensure_topics",
@@ -32,6 +33,7 @@ RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
+PUBLISH_OUTCOMES = "publish.outcomes"  # attempt outcomes and redelivery requests, for publish
 
 #: Room for a 1 MiB CMS body after JSON escaping inside an envelope.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -46,6 +48,7 @@ PIPELINE_TOPICS = (
     RECEIPTS,
     PUBLISH_ARCHIVE,
     PUBLISH_DLQ,
+    PUBLISH_OUTCOMES,
 )
 
 
