@@ -36,6 +36,9 @@ from schemas.events import (
 )
 from services.gate import checks
 from services.gate.machine import (
+    AWAITING_INTERNAL_LEAD,
+    AWAITING_INTERNAL_NOTICE,
+    AWAITING_PUBLISH_AT,
     Accepted,
     GatePolicy,
     Input,
@@ -47,6 +50,7 @@ from services.gate.machine import (
 )
 from services.runtime import topics
 from services.runtime.config import Deployment, Tenant
+from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
 from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, problem
@@ -88,6 +92,30 @@ class _Metrics:
             ["tenant"],
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.escalations = Counter(
+            "gatekeeper_gate_escalations_total",
+            "Holds that passed the tenant's escalate_after.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.manual_releases = Counter(
+            "gatekeeper_gate_manual_releases_total",
+            "Items released by an operator.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.releases = Counter(
+            "gatekeeper_gate_releases_total",
+            "Release orders sent to publish, by tenant and audience.",
+            ["tenant", "audience"],
+            registry=registry,
+        )
+        self.escalate_after = Gauge(
+            "gatekeeper_gate_escalate_after_seconds",
+            "The tenant's escalate_after, for alerting on holds older than it.",
+            ["tenant"],
+            registry=registry,
         )
         self.undecodable = Counter(
             "gatekeeper_gate_undecodable_total",
@@ -153,7 +181,15 @@ def build(
 ) -> Gate:
     app = make_app("gate", settings)
     metrics = _Metrics(registry)
+    registry.register(ConsumerLag(app))
     policies = {name: _policy(t) for name, t in deployment.tenants.items()}
+    for name, tenant in deployment.tenants.items():
+        metrics.escalate_after.labels(name).set(tenant.policy.escalate_after.total_seconds())
+        metrics.escalations.labels(name)
+        metrics.manual_releases.labels(name)
+        metrics.latency.labels(name)
+        for audience in ("internal", "external"):
+            metrics.releases.labels(name, audience)
     rules = {name: _rules(t) for name, t in deployment.tenants.items()}
     operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
 
@@ -188,6 +224,10 @@ def build(
 
     def record(decision: Decision) -> None:
         metrics.decisions.labels(decision.tenant, decision.kind, decision.rule).inc()
+        if decision.kind == "escalated":
+            metrics.escalations.labels(decision.tenant).inc()
+        elif decision.kind == "overridden":
+            metrics.manual_releases.labels(decision.tenant).inc()
         log.info(
             f"decision.{decision.kind}",
             tenant=decision.tenant,
@@ -239,6 +279,7 @@ def build(
         if sent:
             await asyncio.gather(*sent)
         for order in effects.releases:
+            metrics.releases.labels(tenant, order.audience).inc()
             if (
                 order.audience == "external"
                 and order.action == "publish"
@@ -291,7 +332,11 @@ def build(
         return [s for s in states if s.is_held()]
 
     def refresh_gauges(now: datetime) -> None:
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[str, str], int] = {
+            (tenant, reason): 0
+            for tenant in deployment.tenants
+            for reason in (AWAITING_INTERNAL_NOTICE, AWAITING_INTERNAL_LEAD, AWAITING_PUBLISH_AT)
+        }
         oldest: dict[str, float] = dict.fromkeys(deployment.tenants, 0.0)
         for state in held_states():
             for held in state.held.values():

@@ -29,6 +29,7 @@ from services.ingest import signatures
 from services.ingest.normalize import Invalid, TenantChannels, check_event, split_key
 from services.runtime import topics
 from services.runtime.config import Deployment
+from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
 from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, problem
@@ -58,6 +59,9 @@ class _Metrics:
             ["source", "outcome"],
             registry=registry,
         )
+        for source in ("http", "kafka"):
+            for outcome in ("accepted", "duplicate", "dead_lettered"):
+                self.events.labels(source, outcome)
 
 
 class _RecentIds:
@@ -99,6 +103,7 @@ def build(
 ) -> Ingest:
     app = make_app("ingest", settings)
     metrics = _Metrics(registry)
+    registry.register(ConsumerLag(app))
     channels: TenantChannels = {
         name: {c.name: c.audience for c in tenant.channels}
         for name, tenant in deployment.tenants.items()

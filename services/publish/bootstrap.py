@@ -51,6 +51,7 @@ from services.runtime.config import (
     SmtpTransport,
     WebhookTransport,
 )
+from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
 from services.runtime.streams import bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, problem
@@ -111,6 +112,14 @@ def build(
 ) -> Publish:
     app = make_app("publish", settings)
     metrics = _Metrics(registry)
+    registry.register(ConsumerLag(app))
+    for name, tenant in deployment.tenants.items():
+        for channel in tenant.channels:
+            metrics.dead_letters.labels(name, channel.name)
+            for result in ("delivered", "failed"):
+                metrics.attempts.labels(name, channel.name, result)
+            for outcome in ("delivered", "duplicate", "dead_lettered"):
+                metrics.deliveries.labels(name, channel.name, outcome)
     signers = {name: Webhook(deployment.outbound_secret(name)) for name in deployment.tenants}
     operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
     inputs = app.topic(topics.RELEASES, topics.PUBLISH_OUTCOMES, key_type=bytes, value_type=bytes)
@@ -305,7 +314,7 @@ def build(
                 continue
             key = delivery.delivery_key(order, name)
             known = load(key)
-            if known is not None:
+            if known is not None and known.status != "pending":
                 if known.status == "delivered":
                     # A repeated order: never deliver again, but the receipt may
                     # have been lost in a crash, and receipts are idempotent.
@@ -313,8 +322,11 @@ def build(
                     await send(topics.RECEIPTS, item_key(order), receipt.model_dump_json().encode())
                 metrics.deliveries.labels(order.tenant, name, "duplicate").inc()
                 continue
-            record = delivery.pending(order, name, clock())
-            store(record)
+            # A pending record seen again means the order is being replayed after a
+            # crash in the middle of it: finish it, under the same delivery id.
+            record = known or delivery.pending(order, name, clock())
+            if known is None:
+                store(record)
             if isinstance(channel.transport, KafkaTransport):
                 payload = delivery.notice_for(order, name).model_dump_json().encode()
                 await send(

@@ -21,7 +21,8 @@ class WebhookReceiver:
     """Verifies Standard Webhooks signatures and deduplicates by ``webhook-id``, as a
     well-behaved receiver does. ``script`` says how to answer the next requests:
     ``"500"``, ``"hang"`` (answer after the sender gave up), ``"slow"`` (200 after
-    0.1 s) or ``"200"``; ``default`` answers once the script is used up."""
+    0.1 s), ``"serial"`` (one request at a time, 0.1 s each) or ``"200"``;
+    ``default`` answers once the script is used up."""
 
     secret: str
     script: list[str] = field(default_factory=list)
@@ -30,6 +31,7 @@ class WebhookReceiver:
     seen: list[tuple[str, str]] = field(default_factory=list)  # (webhook-id, answer)
     accepted: dict[str, bytes] = field(default_factory=dict)
     bad_signatures: int = 0
+    _one_at_a_time: asyncio.Lock | None = None
 
     @property
     def url(self) -> str:
@@ -52,6 +54,12 @@ class WebhookReceiver:
             return web.Response(status=503)
         if answer == "slow":
             await asyncio.sleep(0.1)
+        if answer == "serial":
+            self._one_at_a_time = self._one_at_a_time or asyncio.Lock()
+            async with self._one_at_a_time:
+                await asyncio.sleep(0.1)
+                self.accepted.setdefault(webhook_id, body)
+            return web.Response(status=200)
         self.accepted.setdefault(webhook_id, body)
         return web.Response(status=200)
 

@@ -305,7 +305,7 @@ def test_publish_killed_mid_delivery_delivers_everything_once(
     partner: WebhookReceiver,
 ) -> None:
     topics = TopicReader(own_pipeline.bootstrap)
-    partner.default = "slow"
+    partner.default = "serial"
     items = [unique_item("kill") for _ in range(20)]
     _release(own_pipeline.bootstrap, *[_order(i, ["partner", "web"]) for i in items])
     wait_until(lambda: len(partner.accepted) >= 3, 30, "some deliveries")
