@@ -1,0 +1,170 @@
+"""The Helm chart renders with Helm's own engine, lints clean and validates against Kubernetes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from services.runtime.config import DEFAULT_CONFIG_PATH
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "gatekeeper"
+PRODUCTION = yaml.safe_load((Path(__file__).parent / "values-production.yaml").read_text())
+KUBERNETES = "1.30.0"
+RECOMMENDED = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+)
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def _render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rendered = helm.Chart.load(str(CHART)).render(
+        values, name="gatekeeper", namespace="publicering"
+    )
+    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.fixture(params=["default", "production"])
+def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return _render(None if request.param == "default" else PRODUCTION)
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION], ids=["default", "production"])
+def test_chart_lints_without_errors(values: dict[str, Any] | None) -> None:
+    report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBERNETES}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
+    kinds = sorted(m["kind"] for m in manifests)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "ServiceMonitor",
+            "PrometheusRule",
+            *["Deployment", "Service", "PodDisruptionBudget"] * 3,
+        ]
+    )
+    for manifest in manifests:
+        if manifest["kind"] in CUSTOM_KINDS:
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+        else:
+            kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+
+
+def test_recommended_labels_everywhere(manifests: list[dict[str, Any]]) -> None:
+    for manifest in manifests:
+        labels = manifest["metadata"]["labels"]
+        assert all(labels.get(k) for k in RECOMMENDED), manifest["metadata"]["name"]
+
+
+def test_workloads_have_probes_resources_and_secret_references(
+    manifests: list[dict[str, Any]],
+) -> None:
+    deployments = [m for m in manifests if m["kind"] == "Deployment"]
+    assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
+        "ingest",
+        "gate",
+        "publish",
+    }
+    for deployment in deployments:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["args"][0] == "serve"
+        env = {e["name"]: e for e in container["env"]}
+        for name in (
+            "GATEKEEPER_SECRET_LERUM",
+            "GATEKEEPER_SECRET_ALE",
+            "GATEKEEPER_OPERATOR_TOKEN",
+        ):
+            assert "value" not in env[name], f"{name} must come from a Secret"
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"]
+
+
+def test_monitoring_objects_point_at_the_services(manifests: list[dict[str, Any]]) -> None:
+    services = [m for m in manifests if m["kind"] == "Service"]
+    monitor = next(m for m in manifests if m["kind"] == "ServiceMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    for service in services:
+        assert selector.items() <= service["metadata"]["labels"].items()
+        assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_prometheus_rule_carries_the_tested_alerts(
+    manifests: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    rule = next(m for m in manifests if m["kind"] == "PrometheusRule")
+    shipped = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert rule["spec"] == shipped
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/test installs Debian's prometheus package"
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar(
+    manifests: list[dict[str, Any]],
+) -> None:
+    board = next(
+        m for m in manifests if m["kind"] == "ConfigMap" and "dashboard" in m["metadata"]["name"]
+    )
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["gatekeeper.json"])["uid"] == "gatekeeper"
+
+
+def test_default_config_is_the_shipped_one() -> None:
+    assert (CHART / "files" / "gatekeeper.yaml").read_text() == DEFAULT_CONFIG_PATH.read_text()
+    config = next(m for m in _render(None) if m["metadata"]["name"].endswith("-config"))
+    assert yaml.safe_load(config["data"]["gatekeeper.yaml"]) == yaml.safe_load(
+        DEFAULT_CONFIG_PATH.read_text()
+    )
+
+
+def test_production_config_replaces_the_default() -> None:
+    config = next(m for m in _render(PRODUCTION) if m["metadata"]["name"].endswith("-config"))
+    assert yaml.safe_load(config["data"]["gatekeeper.yaml"]) == PRODUCTION["config"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"unknownKey": True},
+        {"services": {"ingest": {"replicas": 1, "port": 8080, "resources": {}, "replica": 2}}},
+        {"kafka": {"bootstrapServers": "k:9092", "partition": 3}},
+        {
+            "secrets": {
+                "existingSecret": "s",
+                "tenantSecretKeys": [],
+                "operatorTokenKey": "T",
+                "lerumSecret": "whsec_plain",
+            }
+        },
+    ],
+    ids=["top", "nested", "kafka", "secret-in-values"],
+)
+def test_values_schema_refuses_unknown_keys(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(str(CHART)).render(values, name="gatekeeper", namespace="publicering")
