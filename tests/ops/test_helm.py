@@ -85,7 +85,8 @@ def test_workloads_have_probes_resources_and_secret_references(
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["resources"]["requests"]
+        assert container["resources"]["limits"]
         assert container["args"][0] == "serve"
         env = {e["name"]: e for e in container["env"]}
         for name in (
