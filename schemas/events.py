@@ -131,6 +131,7 @@ class ReleaseOrder(Immutable):
     action: Action
     audience: Audience
     channels: list[NonEmpty]
+    event_id: str | None = None  # the CMS event this release answers, for tracing
     title: str
     body: str
     summary: str | None = None

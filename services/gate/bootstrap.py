@@ -11,7 +11,6 @@ HTTP: ``GET /v1/held`` and ``POST /v1/held/{tenant}/{item_id}/release``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from services.runtime.config import Deployment, Tenant
 from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
 from services.runtime.streams import bytes_table, is_ready, make_app
-from services.runtime.web import WebService, base_app, problem
+from services.runtime.web import WebService, base_app, bearer_matches, problem
 
 __all__ = ["Gate", "build"]
 
@@ -371,18 +370,9 @@ def build(
         rows.sort(key=lambda r: (r["held_since"], r["tenant"], r["item_id"]))
         return web.json_response({"held": rows, "count": len(rows)})
 
-    def authorized(request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        return (
-            operator_token is not None
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(token.strip().encode(), operator_token.encode())
-        )
-
     async def release(request: web.Request) -> web.Response:
         path = request.path
-        if not authorized(request):
+        if not bearer_matches(request, operator_token):
             return problem(
                 401,
                 "Unauthorized",

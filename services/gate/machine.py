@@ -196,6 +196,7 @@ def _order(
 ) -> ReleaseOrder:
     return ReleaseOrder(
         decision_id=decision.decision_id,
+        event_id=decision.event_id,
         tenant=event.tenant,
         item_id=event.item_id,
         version=event.version,

@@ -21,7 +21,6 @@ Out: the channels; ``publish.receipts`` (DeliveryReceipt, for the gate),
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import random
 import smtplib
@@ -54,7 +53,7 @@ from services.runtime.config import (
 from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
 from services.runtime.streams import bytes_table, is_ready, make_app
-from services.runtime.web import WebService, base_app, problem
+from services.runtime.web import WebService, base_app, bearer_matches, problem
 
 __all__ = ["Publish", "build"]
 
@@ -145,6 +144,18 @@ def build(
     def item_key(order: ReleaseOrder) -> bytes:
         return f"{order.tenant}:{order.item_id}".encode()
 
+    def ids(record: Delivery) -> dict[str, object]:
+        """What every log line about one delivery carries."""
+        order = record.order
+        return {
+            "tenant": order.tenant,
+            "item_id": order.item_id,
+            "event_id": order.event_id,
+            "version": order.version,
+            "channel": record.channel,
+            "delivery_id": record.delivery_id,
+        }
+
     # ---- transports -----------------------------------------------------------------
 
     async def to_webhook(transport: WebhookTransport, record: Delivery, payload: bytes) -> None:
@@ -203,13 +214,7 @@ def build(
     async def attempt_loop(record: Delivery) -> None:
         """Try a webhook or SMTP delivery until it succeeds or runs out of attempts."""
         order = record.order
-        bound = log.bind(
-            tenant=order.tenant,
-            item_id=order.item_id,
-            channel=record.channel,
-            delivery_id=record.delivery_id,
-            version=order.version,
-        )
+        bound = log.bind(**ids(record))
         channel = channel_of(record)
         payload = delivery.notice_for(order, record.channel).model_dump_json().encode()
         outcome = Outcome(
@@ -287,12 +292,8 @@ def build(
         metrics.deliveries.labels(order.tenant, record.channel, "delivered").inc()
         log.info(
             "delivery.delivered",
-            tenant=order.tenant,
-            item_id=order.item_id,
-            channel=record.channel,
-            version=order.version,
+            **ids(record),
             action=order.action,
-            delivery_id=record.delivery_id,
             decision_id=order.decision_id,
             attempts=attempts,
         )
@@ -309,6 +310,7 @@ def build(
                     "release.unknown_channel",
                     tenant=order.tenant,
                     item_id=order.item_id,
+                    event_id=order.event_id,
                     channel=name,
                 )
                 continue
@@ -367,10 +369,7 @@ def build(
             metrics.deliveries.labels(order.tenant, record.channel, "dead_lettered").inc()
             log.error(
                 "delivery.dead_lettered",
-                tenant=order.tenant,
-                item_id=order.item_id,
-                channel=record.channel,
-                delivery_id=record.delivery_id,
+                **ids(record),
                 attempts=outcome.attempts,
                 error=outcome.error,
             )
@@ -381,10 +380,7 @@ def build(
             store(again)
             log.info(
                 "delivery.redeliver",
-                tenant=order.tenant,
-                item_id=order.item_id,
-                channel=record.channel,
-                delivery_id=record.delivery_id,
+                **ids(record),
             )
             start_attempts(again)
 
@@ -446,13 +442,7 @@ def build(
         return web.json_response({"dead_letters": rows, "count": len(rows)})
 
     async def redeliver(request: web.Request) -> web.Response:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not (
-            operator_token
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(token.strip().encode(), operator_token.encode())
-        ):
+        if not bearer_matches(request, operator_token):
             return problem(
                 401,
                 "Unauthorized",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,7 +10,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["WebService", "base_app", "problem"]
+__all__ = ["WebService", "base_app", "bearer_matches", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -35,6 +36,16 @@ def problem(
     if extra:
         body.update(extra)
     return web.json_response(body, status=status, content_type=PROBLEM_JSON)
+
+
+def bearer_matches(request: web.Request, token: str | None) -> bool:
+    """``Authorization: Bearer <token>`` with the expected token; never true without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), token.encode())
+    )
 
 
 def base_app(

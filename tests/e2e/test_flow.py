@@ -15,10 +15,9 @@ def test_external_item_waits_for_its_internal_notice(
     key = f"lerum:{item}"
     ingest, gate = pipeline.services["ingest"].url, pipeline.services["gate"].url
 
-    assert (
-        post_event(ingest, content_event(item_id=item, channels=["web", "social"])).status_code
-        == 202
-    )
+    posted = post_event(ingest, content_event(item_id=item, channels=["web", "social"]))
+    assert posted.status_code == 202
+    external_event_id = posted.json()["event_id"]
     held = wait_until(
         lambda: [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item],
         20,
@@ -49,6 +48,24 @@ def test_external_item_waits_for_its_internal_notice(
     assert ("released", "internal") in kinds
     assert ("released", "external") in kinds
     assert kinds.index(("released", "internal")) < kinds.index(("released", "external"))
+
+    # Ops can follow the item through every service's JSON log by its ids.
+    def lines(service: str) -> list[dict]:
+        return [line for line in pipeline.services[service].logs() if line.get("item_id") == item]
+
+    delivered = wait_until(
+        lambda: [
+            x
+            for x in lines("publish")
+            if x["event"] == "delivery.delivered" and x["channel"] == "web"
+        ],
+        10,
+        "publish's log line",
+    )
+    assert delivered[0]["tenant"] == "lerum"
+    assert delivered[0]["event_id"] == external_event_id
+    assert any(x["event_id"] == external_event_id for x in lines("gate"))
+    assert any(x["event_id"] == external_event_id for x in lines("ingest"))
 
 
 def test_internal_notice_first_releases_external_at_once(

@@ -103,6 +103,7 @@ def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> No
     released = gate.feed(Wake(), T0 + timedelta(minutes=10, seconds=1))
     order = released.releases[0]
     assert (order.audience, order.channels, order.version) == ("external", ["web"], 1)
+    assert order.event_id == "e1"
     assert order.sender.organization == "Lerums kommun"
     assert order.sender.unit == "Sektor Lärande"
     assert order.sender.contact.name == "Kommunikationsenheten"
