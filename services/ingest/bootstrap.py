@@ -26,7 +26,7 @@ from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
 from services.ingest import signatures
-from services.ingest.normalize import Invalid, TenantChannels, check_event, split_key
+from services.ingest.normalize import Invalid, TenantChannels, check_event, rejection, split_key
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.metrics import ConsumerLag
@@ -95,6 +95,15 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
+def _body_tenant(value: bytes | None) -> str:
+    try:
+        raw = json.loads(value or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "unknown"
+    tenant = raw.get("tenant") if isinstance(raw, dict) else None
+    return tenant if isinstance(tenant, str) and tenant else "unknown"
+
+
 def build(
     settings: Settings,
     deployment: Deployment,
@@ -120,6 +129,27 @@ def build(
         await asyncio.wait_for(
             app.producer.send_and_wait(topic, key.encode(), value, None, None, headers),
             timeout=settings.kafka_write_timeout,
+        )
+
+    async def audit_rejection(
+        body: bytes, invalid: Invalid, tenant: str, item_id: str | None, event_id: str
+    ) -> None:
+        decision = rejection(
+            body, invalid, tenant=tenant, item_id=item_id, event_id=event_id, now=clock()
+        )
+        await write(
+            topics.DECISIONS,
+            f"{decision.tenant}:{decision.item_id}",
+            decision.model_dump_json().encode(),
+            [],
+        )
+        log.info(
+            "decision.rejected",
+            tenant=decision.tenant,
+            item_id=decision.item_id,
+            event_id=event_id,
+            decision_id=decision.decision_id,
+            rule=decision.rule,
         )
 
     # ---- the Kafka path: every event, from HTTP or straight from a producer --------
@@ -184,6 +214,12 @@ def build(
             timeout=settings.kafka_write_timeout,
         )
         metrics.events.labels(source, "dead_lettered").inc()
+        key_parts = split_key(msg.key)
+        tenant = key_parts[0] if key_parts else _body_tenant(msg.value)
+        dedupe_id = _header(headers, "webhook-id") or f"{msg.topic}-{msg.partition}-{msg.offset}"
+        await audit_rejection(
+            msg.value or b"", invalid, tenant, key_parts[1] if key_parts else None, dedupe_id
+        )
         log.warning(
             "event.dead_lettered",
             reason=reason,
@@ -327,6 +363,16 @@ def build(
                 status=result.status,
                 fields=[e.field for e in result.errors],
             )
+            if result.status == 422:
+                try:
+                    await audit_rejection(body, result, tenant, None, webhook_id)
+                except Exception as exc:  # the answer stands; the log says what is missing
+                    log.error(
+                        "decision.audit_failed",
+                        tenant=tenant,
+                        webhook_id=webhook_id,
+                        error=type(exc).__name__,
+                    )
             return answer(tenant, response)
         event_id = str(uuid.uuid4())
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

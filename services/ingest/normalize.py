@@ -8,15 +8,18 @@ for the same reasons.
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from schemas.events import PRESS_CHANNEL, ContentEvent
+from schemas.events import PRESS_CHANNEL, ContentEvent, Decision
 
-__all__ = ["FieldError", "Invalid", "TenantChannels", "check_event", "split_key"]
+__all__ = ["FieldError", "Invalid", "TenantChannels", "check_event", "rejection", "split_key"]
 
 #: tenant name -> channel name -> "internal" | "external"
 TenantChannels = Mapping[str, Mapping[str, str]]
@@ -96,6 +99,43 @@ def _context_errors(
         if PRESS_CHANNEL in named and raw.get("contact") is None:
             errors.append(FieldError("contact", "required when the press channel is named"))
     return errors
+
+
+_ITEM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+_NS = uuid.UUID("0c7d5a43-2f55-4f4e-a7a8-5b1b8f0b9e21")
+
+
+def rejection(
+    body: bytes,
+    invalid: Invalid,
+    *,
+    tenant: str,
+    item_id: str | None,
+    event_id: str,
+    now: datetime,
+) -> Decision:
+    """The audit record of a refused event, with whatever of it could be read."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raw = None
+    fields: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    item = item_id or fields.get("item_id")
+    version = fields.get("version")
+    audience = fields.get("audience")
+    problems = "; ".join(f"{e.field}: {e.problem}" for e in invalid.errors)
+    return Decision(
+        decision_id=str(uuid.uuid5(_NS, f"{tenant}:{event_id}:rejected")),
+        kind="rejected",
+        reason=(f"{invalid.reason}: {problems}" if problems else invalid.reason)[:2000],
+        rule="contract_v1",
+        tenant=tenant,
+        item_id=item if isinstance(item, str) and _ITEM_ID.match(item) else "unknown",
+        version=version if isinstance(version, int) and version >= 0 else 0,
+        audience=audience if audience in ("internal", "external") else None,
+        event_id=event_id,
+        decided_at=now,
+    )
 
 
 def check_event(

@@ -210,6 +210,13 @@ def test_schema_violation_gets_422_listing_every_field(
     } <= fields
     assert all(e["detail"] for e in problem["errors"])
     assert not [r for r in topics.records("cms.events") if r.key == f"lerum:{item}".encode()]
+    audit = topics.wait_for("gate.decisions", f"lerum:{item}", lambda v: len(v) == 1)
+    assert (audit[0]["kind"], audit[0]["rule"], audit[0]["tenant"]) == (
+        "rejected",
+        "contract_v1",
+        "lerum",
+    )
+    assert "publish_at" in audit[0]["reason"]
 
 
 def test_press_without_contact_gets_422_on_contact(pipeline: Pipeline) -> None:

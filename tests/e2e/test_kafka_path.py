@@ -52,6 +52,9 @@ def test_invalid_record_is_dead_lettered_with_its_bytes_and_reason(
     assert by_value[garbage]["dlq-reason"].startswith(b"body is not JSON")
     assert by_value[garbage]["dlq-source-topic"] == b"cms.events"
     assert topics.json_for("cms.accepted", f"lerum:{item}") == []
+    rejected = topics.wait_for("gate.decisions", f"lerum:{item}", lambda v: len(v) == 2)
+    assert {d["kind"] for d in rejected} == {"rejected"}
+    assert {d["version"] for d in rejected} == {0}  # -3 and garbage carry no usable version
 
 
 def test_record_keyed_for_another_tenant_is_dead_lettered(

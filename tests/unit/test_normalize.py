@@ -101,3 +101,34 @@ def test_pointer_is_a_json_pointer() -> None:
     result = _check(content_event(images=[{"url": "u", "alt": ""}]))
     assert isinstance(result, Invalid)
     assert result.errors[0].as_dict()["pointer"] == "#/images/0/alt"
+
+
+def test_a_refused_event_is_audited_with_what_could_be_read() -> None:
+    from datetime import UTC, datetime
+
+    from services.ingest.normalize import rejection
+
+    body = json.dumps(content_event(version=3, audience="external", publish_at="soon")).encode()
+    invalid = _check(json.loads(body))
+    assert isinstance(invalid, Invalid)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    decision = rejection(body, invalid, tenant="lerum", item_id=None, event_id="msg_1", now=now)
+    assert (decision.kind, decision.rule, decision.tenant) == ("rejected", "contract_v1", "lerum")
+    assert (decision.item_id, decision.version, decision.audience) == (
+        "news-2026-001",
+        3,
+        "external",
+    )
+    assert "publish_at" in decision.reason
+    assert decision.decided_at == now
+    garbage = rejection(
+        b"\xff",
+        Invalid(400, "body is not JSON"),
+        tenant="ale",
+        item_id=None,
+        event_id="msg_2",
+        now=now,
+    )
+    assert (garbage.item_id, garbage.version, garbage.reason) == ("unknown", 0, "body is not JSON")
+    again = rejection(body, invalid, tenant="lerum", item_id=None, event_id="msg_1", now=now)
+    assert again.decision_id == decision.decision_id
