@@ -51,7 +51,7 @@ from services.runtime import topics
 from services.runtime.config import Deployment, Tenant
 from services.runtime.metrics import ConsumerLag
 from services.runtime.settings import Settings
-from services.runtime.streams import bytes_table, is_ready, make_app
+from services.runtime.streams import KeyLanes, bytes_table, is_ready, make_app
 from services.runtime.web import WebService, base_app, bearer_matches, problem
 
 __all__ = ["Gate", "build"]
@@ -295,14 +295,20 @@ def build(
         else:
             wake_index[key] = new_state.wake_at
 
+    async def on_event(event: Any) -> None:
+        msg = event.message
+        if msg.key is None or msg.value is None:
+            log.error("input.unkeyed", topic=msg.topic, offset=msg.offset)
+            return
+        await handle(msg.topic, msg.key, msg.value)
+
+    # One item's inputs are decided in order; different items side by side.
+    lanes = KeyLanes(app, on_event)
+
     @app.agent(inputs)
     async def gate(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            if msg.key is None or msg.value is None:
-                log.error("input.unkeyed", topic=msg.topic, offset=msg.offset)
-                continue
-            await handle(msg.topic, msg.key, msg.value)
+        async for event in stream.noack().events():
+            await lanes.feed(event)
 
     scanned = False
 

@@ -6,16 +6,37 @@ embedded broker versus a real cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import weakref
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
 import mode
+import structlog
+from faust.streams import _current_event
 
 from services.runtime.settings import Settings
 from services.runtime.topics import MAX_MESSAGE_BYTES
 
-__all__ = ["bytes_table", "is_ready", "make_app", "run_worker"]
+__all__ = ["KeyLanes", "bytes_table", "is_ready", "make_app", "run_worker"]
+
+
+def _short_fetch_wait(wait_ms: int) -> None:
+    import faust.transport.drivers.aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_gatekeeper", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    create._gatekeeper = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
@@ -39,6 +60,7 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         "consumer_max_fetch_size": MAX_MESSAGE_BYTES,
     }
     if settings.embedded_broker:
+        _short_fetch_wait(20)
         # One record per produce batch: the embedded broker's ListOffsets answers
         # the last batch's base offset + 1, which is the true end only then, and
         # faust's table recovery relies on it. Short group timeouts because a
@@ -68,6 +90,57 @@ def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
         key_type=bytes,
         value_type=bytes,
     )
+
+
+class KeyLanes:
+    """Handle a stream's events in order per key, different keys side by side.
+
+    Events of one key always share a lane (a lane belongs to one partition), so
+    one item's inputs are decided in the order they arrived. Feed it from an
+    agent iterating ``stream.noack().events()``: an event is acknowledged only
+    after its handler returned, and faust commits only the unbroken run of
+    acknowledged offsets, so nothing is committed before it was handled. Inside
+    the handler the event is faust's current event, so table writes go to the
+    changelog partition of the event's own partition.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        handle: Callable[[Any], Awaitable[None]],
+        lanes_per_partition: int = 8,
+        depth: int = 64,
+    ) -> None:
+        self._app = app
+        self._handle = handle
+        self._fanout = lanes_per_partition
+        self._depth = depth
+        self._queues: dict[tuple[int, int], asyncio.Queue[Any]] = {}
+        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    async def feed(self, event: Any) -> None:
+        lane = (event.message.partition, zlib.crc32(event.message.key or b"") % self._fanout)
+        queue = self._queues.get(lane)
+        if queue is None:
+            queue = self._queues[lane] = asyncio.Queue(self._depth)
+            self._tasks[lane] = asyncio.ensure_future(self._lane(queue))
+        await queue.put(event)
+
+    async def _lane(self, queue: asyncio.Queue[Any]) -> None:
+        while True:
+            event = await queue.get()
+            _current_event.set(weakref.ref(event))
+            try:
+                await self._handle(event)
+            except Exception as exc:
+                # Unacknowledged, the event is handled again after the restart
+                # the crash causes; skipping it would lose it.
+                structlog.get_logger("gatekeeper").error(
+                    "lane.failed", partition=event.message.partition, error=repr(exc)
+                )
+                await self._app.crash(exc)
+                return
+            event.ack()
 
 
 def is_ready(app: faust.App) -> bool:
