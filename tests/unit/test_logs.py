@@ -25,7 +25,14 @@ def test_identity_numbers_are_masked_everywhere() -> None:
 
 
 def test_phone_numbers_and_ids_are_left_alone() -> None:
-    event = {"phone": "0302-52 10 00", "item_id": "news-2026-001", "event_id": "6f1d7c1e-3c52"}
+    event = {
+        "phone": "0302-52 10 00",
+        "item_id": "news-2026-001",
+        "event_id": "6f1d7c1e-3c52",
+        "hex": "news-9a1234567890",
+        "offset": "4455667788",
+        "bad_checksum": "19811218-9877",
+    }
     assert redact_identity_numbers(None, "info", event) == event
 
 
