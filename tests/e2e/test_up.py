@@ -7,9 +7,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.runtime.broker import free_port
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
@@ -26,7 +28,10 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(
+    tmp_path: Path, stop: str
+) -> None:
     ports = {name: free_port() for name in ("INGEST", "GATE", "PUBLISH")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
     env.update(SECRETS_ENV)
@@ -34,8 +39,10 @@ def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(tmp_pat
     env.update(GATEKEEPER_DATA_DIR=str(tmp_path), GATEKEEPER_HOST="127.0.0.1")
     out = tmp_path / "up.out"
     with open(out, "wb") as sink:
+        # Its own process group, like a job in a terminal.
         up = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up"],
+            start_new_session=True,
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -65,8 +72,14 @@ def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(tmp_pat
         web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 1)
         assert web[0]["sender"]["organization"] == "Lerums kommun"
 
-        up.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        if stop == "sigterm":
+            up.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C reaches every process of the foreground group
+            os.killpg(up.pid, signal.SIGINT)
         assert up.wait(60) == 0
+        # Under the 30 s grace period: no service hung on a broker already gone.
+        assert time.monotonic() - started < 30
         assert "gatekeeper: stopped" in out.read_text()
         assert [pid for pid in pids if _alive(pid)] == []
     finally:
