@@ -196,7 +196,11 @@ def build(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
     items = bytes_table(app, "gate-items", settings.partitions)
+    # In-memory views of the table, kept where state is written and rebuilt once
+    # after start: when each item next needs the clock, and what it holds (for
+    # the gauges, which would otherwise parse every state on every tick).
     wake_index: dict[bytes, datetime] = {}
+    held_index: dict[bytes, tuple[tuple[tuple[str, ...], datetime], ...]] = {}
     ticked: dict[bytes, datetime] = {}
 
     def load(key: bytes) -> ItemState | None:
@@ -290,10 +294,17 @@ def build(
             record(decision)
         if new_state != state:
             items[key] = new_state.model_dump_json().encode()
-        if new_state.wake_at is None:
+        index(key, new_state)
+
+    def index(key: bytes, state: ItemState) -> None:
+        if state.wake_at is None:
             wake_index.pop(key, None)
         else:
-            wake_index[key] = new_state.wake_at
+            wake_index[key] = state.wake_at
+        if state.is_held():
+            held_index[key] = tuple((h.reasons, h.held_since) for h in state.held.values())
+        else:
+            held_index.pop(key, None)
 
     async def on_event(event: Any) -> None:
         msg = event.message
@@ -320,9 +331,7 @@ def build(
         now = clock()
         if not scanned:
             for key, raw in list(items.items()):
-                state = ItemState.model_validate_json(raw)
-                if state.wake_at is not None:
-                    wake_index[key] = state.wake_at
+                index(key, ItemState.model_validate_json(raw))
             scanned = True
         for key, due in list(wake_index.items()):
             if due <= now and ticked.get(key) != due:
@@ -343,12 +352,13 @@ def build(
             for reason in (AWAITING_INTERNAL_NOTICE, AWAITING_INTERNAL_LEAD, AWAITING_PUBLISH_AT)
         }
         oldest: dict[str, float] = dict.fromkeys(deployment.tenants, 0.0)
-        for state in held_states():
-            for held in state.held.values():
-                for reason in held.reasons or ("none",):
-                    counts[(state.tenant, reason)] = counts.get((state.tenant, reason), 0) + 1
-                age = (now - held.held_since).total_seconds()
-                oldest[state.tenant] = max(oldest.get(state.tenant, 0.0), age)
+        for key, holds in list(held_index.items()):
+            tenant = key.decode().partition(":")[0]
+            for reasons, held_since in holds:
+                for reason in reasons or ("none",):
+                    counts[(tenant, reason)] = counts.get((tenant, reason), 0) + 1
+                age = (now - held_since).total_seconds()
+                oldest[tenant] = max(oldest.get(tenant, 0.0), age)
         metrics.held.clear()
         for (tenant, reason), n in counts.items():
             metrics.held.labels(tenant, reason).set(n)
