@@ -124,6 +124,7 @@ def build(
     inputs = app.topic(topics.RELEASES, topics.PUBLISH_OUTCOMES, key_type=bytes, value_type=bytes)
     records = bytes_table(app, "publish-deliveries", settings.partitions)
     running: dict[str, asyncio.Task[None]] = {}
+    scanned = False  # pending records without a task were looked for since ready
     jitter = random.Random()  # noqa: S311  (backoff jitter, not security)
     session: aiohttp.ClientSession | None = None
 
@@ -213,6 +214,7 @@ def build(
 
     async def attempt_loop(record: Delivery) -> None:
         """Try a webhook or SMTP delivery until it succeeds or runs out of attempts."""
+        nonlocal scanned
         order = record.order
         bound = log.bind(**ids(record))
         channel = channel_of(record)
@@ -261,6 +263,7 @@ def build(
             # so the resume timer does not start the same delivery again meanwhile.
         except BaseException:
             running.pop(record.key, None)
+            scanned = False  # the record is still pending: the next tick takes it up again
             raise
         finally:
             metrics.in_flight.dec()
@@ -405,9 +408,20 @@ def build(
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def resume_pending() -> None:
-        """Take up deliveries left pending by a crash or a rebalance."""
+        """Take up deliveries left pending by a crash or a rebalance.
+
+        Only a restart or a new partition assignment leaves a pending record with
+        no task behind it (the agent starts a task for every record it makes
+        pending), so the table is scanned when the worker becomes ready again,
+        not on every tick.
+        """
+        nonlocal scanned
         if not is_ready(app):
+            scanned = False
             return
+        if scanned:
+            return
+        scanned = True
         for raw in list(records.values()):
             record = Delivery.model_validate_json(raw)
             if record.status == "pending" and record.key not in running:
