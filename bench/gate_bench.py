@@ -213,8 +213,8 @@ def main() -> None:
             proc = _start(argv, env, workdir / f"{name}.log")
             try:
                 if name == "gate":
-                    held = _read(broker.bootstrap, topics.DECISIONS, 2 * items, 300)
-                    rate = _throughput(held) / 2  # two decisions (accepted, held) per input
+                    held = _read(broker.bootstrap, topics.DECISIONS, items, 300)
+                    rate = _throughput(held)  # one decision (held) per input
                     # Receipts at a steady rate; each releases one held item.
                     receipts = [(f"lerum:bench-{i}".encode(), _receipt(i)) for i in range(m)]
                     _write(broker.bootstrap, topics.RECEIPTS, receipts, args.rate)

@@ -387,7 +387,6 @@ def _on_accepted(
     )
     superseded = state.held.get(audience)
     state = state.model_copy(update={"held": {**state.held, audience: held}})
-    note("accepted", "valid event received", "contract_v1", held)
     if superseded is not None:
         out.decisions.append(
             _decision(

@@ -26,7 +26,14 @@ from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
 from services.ingest import signatures
-from services.ingest.normalize import Invalid, TenantChannels, check_event, rejection, split_key
+from services.ingest.normalize import (
+    Invalid,
+    TenantChannels,
+    acceptance,
+    check_event,
+    rejection,
+    split_key,
+)
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.metrics import ConsumerLag
@@ -131,6 +138,14 @@ def build(
             timeout=settings.kafka_write_timeout,
         )
 
+    async def write_all(*records: tuple[str, str, bytes]) -> None:
+        """Write *records* in this order, pipelined: one round trip for all of them."""
+        sent = [
+            await app.producer.send(topic, key.encode(), value, None, None, None)
+            for topic, key, value in records
+        ]
+        await asyncio.wait_for(asyncio.gather(*sent), timeout=settings.kafka_write_timeout)
+
     async def audit_rejection(
         body: bytes, invalid: Invalid, tenant: str, item_id: str | None, event_id: str
     ) -> None:
@@ -184,15 +199,23 @@ def build(
             received_at=clock(),
             event=event,
         )
-        await write(
-            topics.ACCEPTED,
-            f"{event.tenant}:{event.item_id}",
-            accepted.model_dump_json().encode(),
-            [],
+        decision = acceptance(accepted)
+        key = f"{event.tenant}:{event.item_id}"
+        # The audit record is sent first, so it lands no later than the event the
+        # gate decides on; both are awaited together, one round trip for the two.
+        await write_all(
+            (topics.DECISIONS, key, decision.model_dump_json().encode()),
+            (topics.ACCEPTED, key, accepted.model_dump_json().encode()),
         )
         seen[seen_key.encode()] = event_id.encode()
         metrics.events.labels(source, "accepted").inc()
-        bound.info("event.accepted", source=source, version=event.version, action=event.action)
+        bound.info(
+            "decision.accepted",
+            decision_id=decision.decision_id,
+            source=source,
+            version=event.version,
+            action=event.action,
+        )
 
     async def dead_letter(
         msg: Any, headers: list[tuple[str, bytes]], invalid: Invalid, source: str

@@ -17,9 +17,17 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from schemas.events import PRESS_CHANNEL, ContentEvent, Decision
+from schemas.events import PRESS_CHANNEL, AcceptedEvent, ContentEvent, Decision
 
-__all__ = ["FieldError", "Invalid", "TenantChannels", "check_event", "rejection", "split_key"]
+__all__ = [
+    "FieldError",
+    "Invalid",
+    "TenantChannels",
+    "acceptance",
+    "check_event",
+    "rejection",
+    "split_key",
+]
 
 #: tenant name -> channel name -> "internal" | "external"
 TenantChannels = Mapping[str, Mapping[str, str]]
@@ -103,6 +111,31 @@ def _context_errors(
 
 _ITEM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 _NS = uuid.UUID("0c7d5a43-2f55-4f4e-a7a8-5b1b8f0b9e21")
+
+
+def acceptance(accepted: AcceptedEvent) -> Decision:
+    """The audit record of an event that passed the contract check.
+
+    Ingest decides acceptance as it decides rejection, so both are audited here;
+    what the gate then does with the event (hold, release, stale) follows it.
+    The id is derived from the event id, so a replayed record repeats it.
+    """
+    event = accepted.event
+    return Decision(
+        decision_id=str(uuid.uuid5(_NS, f"{accepted.tenant}:{accepted.event_id}:accepted")),
+        kind="accepted",
+        reason=f"valid event received ({accepted.source})",
+        rule="contract_v1",
+        tenant=accepted.tenant,
+        item_id=accepted.item_id,
+        version=event.version,
+        audience=event.audience,
+        channels=list(event.channels),
+        event_id=accepted.event_id,
+        crisis=event.crisis,
+        decided_at=accepted.received_at,
+        publish_at=event.publish_at,
+    )
 
 
 def rejection(

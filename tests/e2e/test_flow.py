@@ -43,8 +43,13 @@ def test_external_item_waits_for_its_internal_notice(
     assert topics.wait_for("external.social", key, lambda v: len(v) == 1)[0]["item_id"] == item
     assert not [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item]
 
-    kinds = [(d["kind"], d["audience"]) for d in topics.json_for("gate.decisions", key)]
-    assert ("held", "external") in kinds
+    decisions = topics.json_for("gate.decisions", key)
+    kinds = [(d["kind"], d["audience"]) for d in decisions]
+    # Acceptance is audited under the id the CMS was answered with, before the hold.
+    accepted = [d for d in decisions if d["kind"] == "accepted" and d["audience"] == "external"]
+    assert [d["event_id"] for d in accepted] == [external_event_id]
+    assert kinds.index(("accepted", "external")) < kinds.index(("held", "external"))
+    assert ("accepted", "internal") in kinds
     assert ("released", "internal") in kinds
     assert ("released", "external") in kinds
     assert kinds.index(("released", "internal")) < kinds.index(("released", "external"))

@@ -82,9 +82,9 @@ def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> No
     gate = Gate()
     held = gate.feed(Accepted("e1", _event()), T0)
     assert held.releases == ()
-    assert [d.kind for d in held.decisions] == ["accepted", "held"]
-    assert held.decisions[1].reason == AWAITING_INTERNAL_NOTICE
-    assert held.decisions[1].rule == "internal_before_external"
+    assert [d.kind for d in held.decisions] == ["held"]
+    assert held.decisions[0].reason == AWAITING_INTERNAL_NOTICE
+    assert held.decisions[0].rule == "internal_before_external"
 
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     assert [o.audience for o in notice.releases] == ["internal"]

@@ -132,3 +132,28 @@ def test_a_refused_event_is_audited_with_what_could_be_read() -> None:
     assert (garbage.item_id, garbage.version, garbage.reason) == ("unknown", 0, "body is not JSON")
     again = rejection(body, invalid, tenant="lerum", item_id=None, event_id="msg_1", now=now)
     assert again.decision_id == decision.decision_id
+
+
+def test_an_accepted_event_is_audited_with_its_item_version_and_time() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.events import AcceptedEvent
+    from services.ingest.normalize import acceptance
+
+    event = ContentEvent.model_validate(content_event(version=2, audience="external"))
+    received = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    accepted = AcceptedEvent(
+        event_id="ev-1",
+        tenant="lerum",
+        item_id=event.item_id,
+        source="http",
+        received_at=received,
+        event=event,
+    )
+    decision = acceptance(accepted)
+    assert (decision.kind, decision.rule, decision.event_id) == ("accepted", "contract_v1", "ev-1")
+    assert (decision.tenant, decision.item_id, decision.version) == ("lerum", event.item_id, 2)
+    assert (decision.audience, decision.channels) == ("external", list(event.channels))
+    assert (decision.decided_at, decision.publish_at) == (received, event.publish_at)
+    other = acceptance(accepted.model_copy(update={"event_id": "ev-2"}))
+    assert acceptance(accepted).decision_id == decision.decision_id != other.decision_id
