@@ -1,8 +1,11 @@
-"""The two baselines the gate is measured against, as processes of their own.
+"""The baselines the gate is measured against, as processes of their own.
 
 ``python -m bench.baselines faust IN OUT`` runs a bare faust agent that forwards
-every record; ``python -m bench.baselines aiokafka IN OUT`` a plain aiokafka
-consume-and-produce loop. Both use the same broker settings as the services.
+every record; ``python -m bench.baselines faust IN OUT OUT2`` forwards every
+record to both OUT and OUT2, the number of records the gate writes per input
+(its decision and its item's state); ``python -m bench.baselines aiokafka IN
+OUT`` a plain aiokafka consume-and-produce loop. All use the same broker
+settings as the services.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from services.runtime.settings import Settings
 from services.runtime.streams import make_app, run_worker
 
 
-def run_faust(source: str, sink: str) -> None:
+def run_faust(source: str, *sinks: str) -> None:
     settings = Settings()
-    app = make_app("bench-passthrough", settings)
+    app = make_app(f"bench-passthrough-{len(sinks)}", settings)
     inbound = app.topic(source, key_type=bytes, value_type=bytes)
-    outbound = app.topic(sink, key_type=bytes, value_type=bytes)
+    outbound = [app.topic(sink, key_type=bytes, value_type=bytes) for sink in sinks]
 
     @app.agent(inbound)
     async def forward(stream: Any) -> None:
         async for event in stream.events():
-            await outbound.send(key=event.key, value=event.value)
+            for topic in outbound:
+                await topic.send(key=event.key, value=event.value)
 
     run_worker(app, [], "warning")
 
@@ -65,8 +69,8 @@ async def run_aiokafka(source: str, sink: str) -> None:
 
 
 if __name__ == "__main__":
-    kind, source, sink = sys.argv[1:4]
+    kind, source, *sinks = sys.argv[1:]
     if kind == "faust":
-        run_faust(source, sink)
+        run_faust(source, *sinks)
     else:
-        asyncio.run(run_aiokafka(source, sink))
+        asyncio.run(run_aiokafka(source, sinks[0]))

@@ -1,6 +1,6 @@
 """Gate throughput and release latency beside two baselines, on one embedded broker.
 
-    python -m bench.gate_bench [--events 3000] [--rate 1000] [--seconds 3]
+    python -m bench.gate_bench [--events 3000] [--rate 1000] [--seconds 3] [--rounds 3]
 
 Phase 1 (throughput): EVENTS records are written before each processor starts;
 throughput is EVENTS divided by the span between its first and last output
@@ -8,7 +8,11 @@ throughput is EVENTS divided by the span between its first and last output
 Phase 2 (latency): records arrive at RATE per second for SECONDS; latency is an
 output's timestamp minus its input's. For the gate the inputs are the internal
 notices' delivery receipts and the outputs the external releases they trigger.
-Prints the figures and the gate's ratios to each baseline.
+Each round runs on a fresh broker; the figures printed last are the medians of
+the rounds and the gate's ratios to each baseline. Baselines: a bare faust
+passthrough (``faust``), the same writing every input twice (``faust2``, the
+gate's record count: a decision and the item's state) and a plain aiokafka
+consume-and-produce loop (``aiokafka``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +40,13 @@ from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 
 PARTITIONS = 4
+#: baseline name -> (kind in bench.baselines, sinks besides bench.out.NAME); each
+#: baseline reads its own bench.in.NAME, so none sees another's records
+BASELINES: dict[str, tuple[str, list[str]]] = {
+    "faust": ("faust", []),
+    "faust2": ("faust", ["bench.state"]),
+    "aiokafka": ("aiokafka", []),
+}
 SECRETS = {
     "GATEKEEPER_SECRET_LERUM": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
     "GATEKEEPER_SECRET_ALE": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
@@ -154,12 +166,8 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=3000)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
+def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]:
+    """One round on a fresh broker: every processor, one after another."""
     n, m = args.events, int(args.rate * args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
@@ -175,39 +183,28 @@ def main() -> None:
             "GATEKEEPER_LOG_LEVEL": "warning",
         }
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
-        names = [*_topics_of(deployment), "bench.in", "bench.out.faust", "bench.out.aiokafka"]
+        own = [f"bench.{way}.{name}" for name in BASELINES for way in ("in", "out")]
+        names = [*_topics_of(deployment), "bench.state", *own]
         topics.ensure_topics(broker.bootstrap, names, PARTITIONS, 1)
         items = max(n, m)
-        print(f"writing {n} events for the throughput phase ...", flush=True)
+        print(f"round {number}: writing {n} events for the throughput phase ...", flush=True)
         _write(
             broker.bootstrap,
             topics.ACCEPTED,
             [(f"lerum:bench-{i}".encode(), _event(i)) for i in range(items)],
             None,
         )
-        _write(
-            broker.bootstrap, "bench.in", [(f"k{i}".encode(), _event(i)) for i in range(n)], None
-        )
+        for name in BASELINES:
+            burst = [(f"k{i}".encode(), _event(i)) for i in range(n)]
+            _write(broker.bootstrap, f"bench.in.{name}", burst, None)
 
         results: dict[str, dict[str, float]] = {}
-        runs = {
-            "gate": [sys.executable, "-m", "services.cli", "serve", "gate"],
-            "faust": [
-                sys.executable,
-                "-m",
-                "bench.baselines",
-                "faust",
-                "bench.in",
-                "bench.out.faust",
-            ],
-            "aiokafka": [
-                sys.executable,
-                "-m",
-                "bench.baselines",
-                "aiokafka",
-                "bench.in",
-                "bench.out.aiokafka",
-            ],
+        runs = {"gate": [sys.executable, "-m", "services.cli", "serve", "gate"]} | {
+            name: [
+                *(sys.executable, "-m", "bench.baselines", kind),
+                *(f"bench.in.{name}", f"bench.out.{name}", *extra),
+            ]
+            for name, (kind, extra) in BASELINES.items()
         }
         for name, argv in runs.items():
             proc = _start(argv, env, workdir / f"{name}.log")
@@ -219,41 +216,66 @@ def main() -> None:
                     receipts = [(f"lerum:bench-{i}".encode(), _receipt(i)) for i in range(m)]
                     _write(broker.bootstrap, topics.RECEIPTS, receipts, args.rate)
                     ins = _read(broker.bootstrap, topics.RECEIPTS, m, 60)
-                    outs = _read(broker.bootstrap, topics.RELEASES, m, 120)
-                    lat = _latencies(ins, outs, lambda r: r.key)
+                    outs_ = _read(broker.bootstrap, topics.RELEASES, m, 120)
+                    lat = _latencies(ins, outs_, lambda r: r.key)
                 else:
-                    out_topic = argv[-1]
+                    in_topic, out_topic = f"bench.in.{name}", f"bench.out.{name}"
                     done = _read(broker.bootstrap, out_topic, n, 300)
                     rate = _throughput(done)
                     paced = [(f"lat{i}".encode(), _event(i)) for i in range(m)]
-                    _write(broker.bootstrap, "bench.in", paced, args.rate)
+                    _write(broker.bootstrap, in_topic, paced, args.rate)
                     ins = _read(
-                        broker.bootstrap, "bench.in", m, 60, lambda r: r.key.startswith(b"lat")
+                        broker.bootstrap, in_topic, m, 60, lambda r: r.key.startswith(b"lat")
                     )
-                    outs = _read(
+                    outs_ = _read(
                         broker.bootstrap, out_topic, m, 120, lambda r: r.key.startswith(b"lat")
                     )
-                    lat = _latencies(ins, outs, lambda r: r.key)
+                    lat = _latencies(ins, outs_, lambda r: r.key)
                 results[name] = {"throughput": rate, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99)}
-                print(
-                    f"{name:9s} {rate:8.0f} events/s   p50 {results[name]['p50']:5.0f} ms"
-                    f"   p99 {results[name]['p99']:5.0f} ms  ({len(lat)} samples)",
-                    flush=True,
-                )
+                _line(name, results[name], f"({len(lat)} samples)")
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        gate = results["gate"]
-        for base in ("faust", "aiokafka"):
-            b = results[base]
-            print(
-                f"gate / {base:8s} throughput x{gate['throughput'] / b['throughput']:.2f}"
-                f"   p99 latency x{gate['p99'] / max(b['p99'], 1):.2f}"
-            )
-        print(json.dumps(results))
+    return results
+
+
+def _line(name: str, r: dict[str, float], note: str = "") -> None:
+    print(
+        f"  {name:8s} {r['throughput']:8.0f} events/s   p50 {r['p50']:5.0f} ms"
+        f"   p99 {r['p99']:5.0f} ms  {note}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rounds = [_round(args, k + 1) for k in range(args.rounds)]
+    median = {
+        name: {
+            figure: statistics.median(r[name][figure] for r in rounds)
+            for figure in ("throughput", "p50", "p99")
+        }
+        for name in rounds[0]
+    }
+    print(f"median of {len(rounds)} rounds:")
+    for name, figures in median.items():
+        _line(name, figures)
+    gate = median["gate"]
+    for base in BASELINES:
+        b = median[base]
+        print(
+            f"gate / {base:8s} throughput x{gate['throughput'] / b['throughput']:.2f}"
+            f"   p99 latency x{gate['p99'] / max(b['p99'], 1):.2f}"
+        )
+    print(json.dumps({"rounds": rounds, "median": median}))
 
 
 if __name__ == "__main__":
