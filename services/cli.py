@@ -27,7 +27,7 @@ from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker, die_with_parent
 from services.runtime.config import ConfigError, Deployment, KafkaTransport, load_deployment
 from services.runtime.logs import configure_logging
-from services.runtime.settings import Settings
+from services.runtime.settings import SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ def _topics_of(deployment: Deployment) -> list[str]:
 
 
 def _serve(name: str) -> int:
-    settings = Settings()
+    settings = load_settings()
     configure_logging(name, settings.log_level)
     try:
         deployment = load_deployment(settings.config_path)
@@ -88,7 +88,7 @@ def _serve(name: str) -> int:
 
 
 def _up() -> int:
-    settings = Settings()
+    settings = load_settings()
     try:
         deployment = load_deployment(settings.config_path)
     except ConfigError as exc:
@@ -169,7 +169,7 @@ def _up() -> int:
 
 
 def _dead_letters(action: str, delivery_id: str | None, url: str | None, tenant: str | None) -> int:
-    settings = Settings()
+    settings = load_settings()
     base = (url or f"http://127.0.0.1:{settings.publish_port}").rstrip("/")
     if not base.startswith(("http://", "https://")):
         return _fail(f"--url must be an http(s) URL, not {base!r}")
@@ -220,6 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     dead.add_argument("--url", help="publish's base URL (default: this machine's publish port)")
     dead.add_argument("--tenant", help="with list: only this tenant's")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except SettingsError as exc:
+        return _fail(str(exc))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         return _up()
     if args.command == "dead-letters":

@@ -195,7 +195,7 @@ def build(
     inputs = app.topic(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
-    items = bytes_table(app, "gate-items", settings.partitions)
+    items = bytes_table(app, "gate-items", settings.partitions, settings.gate_store)
     # In-memory views of the table, kept where state is written and rebuilt once
     # after start: when each item next needs the clock, and what it holds (for
     # the gauges, which would otherwise parse every state on every tick).
@@ -292,8 +292,10 @@ def build(
                 metrics.latency.labels(tenant).observe(max(lag, 0.0))
         for decision in effects.decisions:
             record(decision)
-        if new_state != state:
-            items[key] = new_state.model_dump_json().encode()
+        # Written even when unchanged: an input replayed after a crash finds the
+        # state it made already in a local store, decides nothing new, and this
+        # write is what puts that state on the changelog, if the crash kept it off.
+        items[key] = new_state.model_dump_json().encode()
         index(key, new_state)
 
     def index(key: bytes, state: ItemState) -> None:

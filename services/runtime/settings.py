@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "SettingsError", "load_settings"]
 
 
 def _env(name: str) -> AliasChoices:
@@ -49,6 +50,13 @@ class Settings(BaseSettings):
         default=Path(tempfile.gettempdir()) / "gatekeeper",
         validation_alias=_env("GATEKEEPER_DATA_DIR"),
     )
+    #: Where the gate keeps its item states between changelog writes: "memory"
+    #: (rebuilt from the changelog on every start) or "rocksdb" (on disk under
+    #: data_dir; with a persistent data_dir a restart reads only the changelog's
+    #: tail, and states need not fit in memory).
+    gate_store: Literal["memory", "rocksdb"] = Field(
+        default="memory", validation_alias=_env("GATEKEEPER_GATE_STORE")
+    )
     tick_seconds: float = Field(default=0.5, gt=0, validation_alias=_env("GATEKEEPER_TICK_SECONDS"))
     kafka_write_timeout: float = Field(
         default=10.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_WRITE_TIMEOUT")
@@ -65,3 +73,22 @@ class Settings(BaseSettings):
         return {"ingest": self.ingest_port, "gate": self.gate_port, "publish": self.publish_port}[
             service
         ]
+
+
+class SettingsError(Exception):
+    """An environment variable is unusable; the message names each one and why."""
+
+
+def load_settings() -> Settings:
+    """The environment as :class:`Settings`; else one error naming every bad variable.
+
+    The values themselves stay out of the message: one of them may be a secret.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"environment: {problems}") from None

@@ -77,11 +77,12 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
     return faust.App(f"gatekeeper-{service}", **conf)
 
 
-def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
+def bytes_table(app: faust.App, name: str, partitions: int, store: str = "memory") -> Any:
     """A table of bytes to bytes; the service owns the encoding of its values.
 
     The types are explicit because a table otherwise encodes its changelog as
-    JSON, whatever the app's default serializer is.
+    JSON, whatever the app's default serializer is. *store* "rocksdb" keeps the
+    table on disk under the app's datadir (rocksdict), one database per partition.
     """
     return app.Table(
         name,
@@ -89,6 +90,7 @@ def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
+        store=f"{store}:{name}",  # the path names the files; "scheme://" alone is ignored
     )
 
 

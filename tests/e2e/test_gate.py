@@ -6,6 +6,7 @@ import signal
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.conftest import OPERATOR_TOKEN, content_event, internal_notice
 from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
@@ -83,11 +84,12 @@ def test_content_check_blocks_a_personnummer_and_says_why(
     assert "19811218-9876" not in logs
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats_nothing(
-    own_pipeline: Pipeline,
+    own_pipeline: Pipeline, store: str
 ) -> None:
     ingest = own_pipeline.add("ingest").start()
-    gate = own_pipeline.add("gate").start()
+    gate = own_pipeline.add("gate", GATEKEEPER_GATE_STORE=store).start()
     own_pipeline.add("publish").start()
     topics = TopicReader(own_pipeline.bootstrap)
     items = [unique_item("crash") for _ in range(6)]
@@ -113,6 +115,8 @@ def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats
         "6 held items",
     )
 
+    on_disk = list((own_pipeline.workdir / "data" / "gate").rglob("gate-items-*.db"))
+    assert bool(on_disk) == (store == "rocksdb"), on_disk
     gate.stop(signal.SIGKILL)
     gate.start()
     held = {h["item_id"]: h for h in httpx.get(f"{gate.url}/v1/held").json()["held"]}

@@ -116,3 +116,22 @@ def test_up_refuses_bad_configuration_with_one_message(tmp_path: Path) -> None:
     assert "bad.yaml" in result.stderr
     assert "tenants.lerum.policy.internal_lead" in result.stderr
     assert "broker" not in result.stdout  # nothing was started
+
+
+def test_a_bad_environment_variable_is_named_and_its_value_not_echoed() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
+    env.update(SECRETS_ENV, GATEKEEPER_GATE_STORE="tape-drive", GATEKEEPER_PARTITIONS="many")
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "gate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GATEKEEPER_GATE_STORE: Input should be 'memory' or 'rocksdb'" in lines[0]
+    assert "GATEKEEPER_PARTITIONS" in lines[0]
+    assert "tape-drive" not in lines[0]
+    assert "Traceback" not in result.stderr
