@@ -26,6 +26,7 @@ RECOMMENDED = (
     "app.kubernetes.io/managed-by",
 )
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+RES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def _render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -49,6 +50,7 @@ def test_chart_lints_without_errors(values: dict[str, Any] | None) -> None:
 
 def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
     kinds = sorted(m["kind"] for m in manifests)
+    claims = ["PersistentVolumeClaim"] * (kinds.count("PersistentVolumeClaim") > 0)
     assert kinds == sorted(
         [
             "ConfigMap",
@@ -56,6 +58,7 @@ def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
             "ServiceMonitor",
             "PrometheusRule",
             *["Deployment", "Service", "PodDisruptionBudget"] * 3,
+            *claims,
         ]
     )
     for manifest in manifests:
@@ -97,6 +100,50 @@ def test_workloads_have_probes_resources_and_secret_references(
             assert "value" not in env[name], f"{name} must come from a Secret"
             assert env[name]["valueFrom"]["secretKeyRef"]["name"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"]
+
+
+def _gate(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    gate = next(
+        m
+        for m in manifests
+        if m["kind"] == "Deployment"
+        and m["metadata"]["labels"]["app.kubernetes.io/component"] == "gate"
+    )
+    pod = gate["spec"]["template"]["spec"]
+    return pod, {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+
+def test_gate_keeps_states_in_memory_on_a_scratch_volume_by_default() -> None:
+    manifests = _render(None)
+    pod, env = _gate(manifests)
+    assert env["GATEKEEPER_GATE_STORE"] == "memory"
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "emptyDir": {}}
+    assert not [m for m in manifests if m["kind"] == "PersistentVolumeClaim"]
+
+
+def test_gate_with_persistence_keeps_rocksdb_on_its_own_claim() -> None:
+    manifests = _render(PRODUCTION)
+    pod, env = _gate(manifests)
+    assert env["GATEKEEPER_GATE_STORE"] == "rocksdb"
+    (claim,) = [m for m in manifests if m["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount["mountPath"] == env["GATEKEEPER_DATA_DIR"]
+    # Only the gate has a store to keep; the other services stay on scratch volumes.
+    for other in ("ingest", "publish"):
+        deployment = next(
+            m
+            for m in manifests
+            if m["kind"] == "Deployment"
+            and m["metadata"]["labels"]["app.kubernetes.io/component"] == other
+        )
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert next(v for v in volumes if v["name"] == "data")["emptyDir"] == {}
 
 
 def test_monitoring_objects_point_at_the_services(manifests: list[dict[str, Any]]) -> None:
@@ -153,8 +200,9 @@ def test_production_config_replaces_the_default() -> None:
     "values",
     [
         {"unknownKey": True},
-        {"services": {"ingest": {"replicas": 1, "port": 8080, "resources": {}, "replica": 2}}},
+        {"services": {"ingest": {"replicas": 1, "port": 8080, "resources": RES, "replica": 2}}},
         {"kafka": {"bootstrapServers": "k:9092", "partition": 3}},
+        {"services": {"gate": {"replicas": 1, "port": 8081, "resources": {}, "store": "postgres"}}},
         {
             "secrets": {
                 "existingSecret": "s",
@@ -164,7 +212,7 @@ def test_production_config_replaces_the_default() -> None:
             }
         },
     ],
-    ids=["top", "nested", "kafka", "secret-in-values"],
+    ids=["top", "nested", "kafka", "gate-store", "secret-in-values"],
 )
 def test_values_schema_refuses_unknown_keys(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
