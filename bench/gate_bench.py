@@ -53,18 +53,18 @@ SECRETS = {
 }
 
 
-def _event(i: int) -> bytes:
+def _event(i: int, prefix: str = "bench-", body: str = "Lerums kommun informerar.") -> bytes:
     event = ContentEvent.model_validate(
         {
             "schema_version": 1,
             "tenant": "lerum",
-            "item_id": f"bench-{i}",
+            "item_id": f"{prefix}{i}",
             "version": 1,
             "action": "publish",
             "audience": "external",
             "channels": ["web"],
             "title": "Nyhet",
-            "body": "Lerums kommun informerar.",
+            "body": body,
             "recipients": "Invånare",
             "publish_at": "2026-01-01T00:00:00+00:00",
             "unit": "Kommunstyrelsen",
@@ -73,9 +73,9 @@ def _event(i: int) -> bytes:
     now = datetime.now(UTC)
     return (
         AcceptedEvent(
-            event_id=f"e{i}",
+            event_id=f"e-{prefix}{i}",
             tenant="lerum",
-            item_id=f"bench-{i}",
+            item_id=f"{prefix}{i}",
             source="kafka",
             received_at=now,
             event=event,

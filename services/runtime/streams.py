@@ -77,6 +77,16 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
     return faust.App(f"gatekeeper-{service}", **conf)
 
 
+#: Per partition database. faust's defaults (a 2 GiB block cache and three
+#: 64 MiB write buffers) are sized for one big table, not for a pod with a
+#: memory limit and a database for each of its partitions.
+_ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 * 1024 * 1024,
+}
+
+
 def bytes_table(app: faust.App, name: str, partitions: int, store: str = "memory") -> Any:
     """A table of bytes to bytes; the service owns the encoding of its values.
 
@@ -91,6 +101,7 @@ def bytes_table(app: faust.App, name: str, partitions: int, store: str = "memory
         key_type=bytes,
         value_type=bytes,
         store=f"{store}:{name}",  # the path names the files; "scheme://" alone is ignored
+        options=dict(_ROCKSDB_OPTIONS) if store == "rocksdb" else None,
     )
 
 

@@ -1,0 +1,151 @@
+"""What the gate's RocksDB store buys: restart time and memory, beside the memory store.
+
+    python -m bench.recovery_bench [--items 20000]
+
+For each store, on an embedded broker of its own: ITEMS external events are held by a
+gate, the gate is stopped (SIGTERM) and started again on the same data
+directory, and the bench measures the time from start to ``/readyz``, the
+process's resident memory once ready, and checks that ``GET /v1/held`` lists
+every item it held before. Prints both stores and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.gate_bench import PARTITIONS, SECRETS, _event, _read, _write
+from services.cli import _topics_of
+from services.runtime import topics
+from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+
+STORES = ("memory", "rocksdb")
+#: about the length of a municipal news item
+BODY = "Lerums kommun informerar om förskolans öppettider under sommaren. " * 30
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (loopback only)
+            return int(answer.status), bytes(answer.read())
+    except OSError:
+        return 0, b""
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
+    """Start the gate; return it and the seconds until it answered /readyz."""
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "gate"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/readyz"
+    while _get(url)[0] != 200:
+        if proc.poll() is not None or time.monotonic() - started > 600:
+            raise SystemExit(f"the gate did not become ready; see {log}")
+        time.sleep(0.05)
+    return proc, time.monotonic() - started
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _run(store: str, items: int, workdir: Path) -> dict[str, float]:
+    with EmbeddedBroker(log_path=workdir / f"broker-{store}.log") as broker:
+        return _measure(store, items, broker, workdir)
+
+
+def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> dict[str, float]:
+    prefix = f"{store}-"
+    env = {
+        **os.environ,
+        **SECRETS,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "GATEKEEPER_EMBEDDED_BROKER": "true",
+        "GATEKEEPER_PARTITIONS": str(PARTITIONS),
+        "GATEKEEPER_DATA_DIR": str(workdir / store),
+        "GATEKEEPER_HOST": "127.0.0.1",
+        "GATEKEEPER_GATE_PORT": str(free_port()),
+        "GATEKEEPER_LOG_LEVEL": "warning",
+        "GATEKEEPER_GATE_STORE": store,
+    }
+    deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
+    topics.ensure_topics(broker.bootstrap, _topics_of(deployment), PARTITIONS, 1)
+    print(f"{store}: {items} items to hold ...", flush=True)
+    _write(
+        broker.bootstrap,
+        topics.ACCEPTED,
+        [(f"lerum:{prefix}{i}".encode(), _event(i, prefix, BODY)) for i in range(items)],
+        None,
+    )
+    proc, _ = _start(env, workdir / f"{store}.log")
+    try:
+        _read(
+            broker.bootstrap,
+            topics.DECISIONS,
+            items,
+            900,
+            lambda r: r.key.startswith(f"lerum:{prefix}".encode()),
+        )
+        before = _rss_mib(proc.pid)
+    finally:
+        _stop(proc)
+    proc, ready = _start(env, workdir / f"{store}.log")
+    try:
+        after = _rss_mib(proc.pid)
+        status, body = _get(f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/v1/held")
+        held = {row["item_id"] for row in json.loads(body)["held"]} if status == 200 else set()
+        missing = {f"{prefix}{i}" for i in range(items)} - held
+        if missing:
+            raise SystemExit(f"{store}: {len(missing)} held items lost in the restart")
+    finally:
+        _stop(proc)
+    result = {"restart_to_ready_s": ready, "rss_before_mib": before, "rss_after_mib": after}
+    print(
+        f"  restart to /readyz {ready:6.2f} s   resident memory {before:6.0f} MiB before,"
+        f" {after:6.0f} MiB after the restart   all {items} items still held",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=20000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-recovery-"))
+    results = {store: _run(store, args.items, workdir) for store in STORES}
+    mem, rdb = results["memory"], results["rocksdb"]
+    print(
+        f"rocksdb / memory   restart x{rdb['restart_to_ready_s'] / mem['restart_to_ready_s']:.2f}"
+        f"   resident memory after restart x{rdb['rss_after_mib'] / mem['rss_after_mib']:.2f}"
+    )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
