@@ -132,19 +132,18 @@ def build(
     recent = _RecentIds()
     inflight: dict[str, asyncio.Future[str | None]] = {}
 
-    async def write(topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        await asyncio.wait_for(
-            app.producer.send_and_wait(topic, key.encode(), value, None, None, headers),
-            timeout=settings.kafka_write_timeout,
-        )
+    async def write(*records: tuple[str, str, bytes, list[tuple[str, bytes]]]) -> None:
+        """Write (topic, key, value, headers) *records* in this order, within the write
+        timeout; they are pipelined, so several cost one round trip."""
 
-    async def write_all(*records: tuple[str, str, bytes]) -> None:
-        """Write *records* in this order, pipelined: one round trip for all of them."""
-        sent = [
-            await app.producer.send(topic, key.encode(), value, None, None, None)
-            for topic, key, value in records
-        ]
-        await asyncio.wait_for(asyncio.gather(*sent), timeout=settings.kafka_write_timeout)
+        async def send_all() -> None:
+            sent = [
+                await app.producer.send(topic, key.encode(), value, None, None, headers)
+                for topic, key, value, headers in records
+            ]
+            await asyncio.gather(*sent)
+
+        await asyncio.wait_for(send_all(), timeout=settings.kafka_write_timeout)
 
     async def audit_rejection(
         body: bytes, invalid: Invalid, tenant: str, item_id: str | None, event_id: str
@@ -153,10 +152,12 @@ def build(
             body, invalid, tenant=tenant, item_id=item_id, event_id=event_id, now=clock()
         )
         await write(
-            topics.DECISIONS,
-            f"{decision.tenant}:{decision.item_id}",
-            decision.model_dump_json().encode(),
-            [],
+            (
+                topics.DECISIONS,
+                f"{decision.tenant}:{decision.item_id}",
+                decision.model_dump_json().encode(),
+                [],
+            )
         )
         log.info(
             "decision.rejected",
@@ -203,9 +204,9 @@ def build(
         key = f"{event.tenant}:{event.item_id}"
         # The audit record is sent first, so it lands no later than the event the
         # gate decides on; both are awaited together, one round trip for the two.
-        await write_all(
-            (topics.DECISIONS, key, decision.model_dump_json().encode()),
-            (topics.ACCEPTED, key, accepted.model_dump_json().encode()),
+        await write(
+            (topics.DECISIONS, key, decision.model_dump_json().encode(), []),
+            (topics.ACCEPTED, key, accepted.model_dump_json().encode(), []),
         )
         seen[seen_key.encode()] = event_id.encode()
         metrics.events.labels(source, "accepted").inc()
@@ -402,14 +403,16 @@ def build(
         inflight[key] = future
         try:
             await write(
-                topics.CMS_EVENTS,
-                f"{tenant}:{result.item_id}",
-                body,
-                [
-                    ("webhook-id", webhook_id.encode()),
-                    ("gatekeeper-event-id", event_id.encode()),
-                    ("gatekeeper-source", b"http"),
-                ],
+                (
+                    topics.CMS_EVENTS,
+                    f"{tenant}:{result.item_id}",
+                    body,
+                    [
+                        ("webhook-id", webhook_id.encode()),
+                        ("gatekeeper-event-id", event_id.encode()),
+                        ("gatekeeper-source", b"http"),
+                    ],
+                )
             )
         except Exception as exc:  # any failure to get Kafka's acknowledgement
             log.error(

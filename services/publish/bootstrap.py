@@ -485,5 +485,11 @@ def build(
     web_app = base_app(registry, lambda: is_ready(app))
     web_app.router.add_get("/v1/dead-letters", list_dead)
     web_app.router.add_post("/v1/dead-letters/{delivery_id}/redeliver", redeliver)
+    async def close_session(_: web.Application) -> None:
+        # Webhook connections close with the HTTP server, on the way out.
+        if session is not None:
+            await session.close()
+
+    web_app.on_cleanup.append(close_session)
     web_service = WebService(web_app, settings.host, settings.publish_port)
     return Publish(app=app, services=[web_service], web_app=web_app)

@@ -287,6 +287,9 @@ def test_retract_reaches_webhook_and_kafka_channels(
     assert actions == ["publish", "retract"]
     web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 2)
     assert [n["action"] for n in web] == ["publish", "retract"]
+    # Stopping closes the outbound HTTP connections it opened for the webhook.
+    assert publish.stop() == 0
+    assert "Unclosed client session" not in publish.log_path.read_text()
 
 
 def test_a_repeated_order_is_not_delivered_again(
