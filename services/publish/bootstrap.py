@@ -485,6 +485,7 @@ def build(
     web_app = base_app(registry, lambda: is_ready(app))
     web_app.router.add_get("/v1/dead-letters", list_dead)
     web_app.router.add_post("/v1/dead-letters/{delivery_id}/redeliver", redeliver)
+
     async def close_session(_: web.Application) -> None:
         # Webhook connections close with the HTTP server, on the way out.
         if session is not None:
