@@ -47,6 +47,7 @@ from services.gate.machine import (
     Wake,
     decide,
 )
+from services.gate.views import ItemViews
 from services.runtime import topics
 from services.runtime.config import Deployment, Tenant
 from services.runtime.metrics import ConsumerLag
@@ -196,12 +197,10 @@ def build(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
     items = bytes_table(app, "gate-items", settings.partitions, settings.gate_store)
-    # In-memory views of the table, kept where state is written and rebuilt once
-    # after start: when each item next needs the clock, and what it holds (for
-    # the gauges, which would otherwise parse every state on every tick).
-    wake_index: dict[bytes, datetime] = {}
-    held_index: dict[bytes, tuple[tuple[tuple[str, ...], datetime], ...]] = {}
-    ticked: dict[bytes, datetime] = {}
+    # In-memory views of the table, kept where state is written and built once
+    # from the recovered table after start (see ``scan``).
+    views = ItemViews()
+    scanned = False
 
     def load(key: bytes) -> ItemState | None:
         raw = items.get(key)
@@ -299,14 +298,16 @@ def build(
         index(key, new_state)
 
     def index(key: bytes, state: ItemState) -> None:
-        if state.wake_at is None:
-            wake_index.pop(key, None)
-        else:
-            wake_index[key] = state.wake_at
-        if state.is_held():
-            held_index[key] = tuple((h.reasons, h.held_since) for h in state.held.values())
-        else:
-            held_index.pop(key, None)
+        holds = tuple((h.reasons, h.held_since) for h in state.held.values())
+        views.update(key, state.tenant, state.wake_at, holds)
+
+    def scan() -> None:
+        """Build the views from the recovered table, once the service is ready."""
+        nonlocal scanned
+        if not scanned and is_ready(app):
+            for key, raw in list(items.items()):
+                index(key, ItemState.model_validate_json(raw))
+            scanned = True
 
     async def on_event(event: Any) -> None:
         msg = event.message
@@ -323,29 +324,25 @@ def build(
         async for event in stream.noack().events():
             await lanes.feed(event)
 
-    scanned = False
-
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def wake_due() -> None:
-        nonlocal scanned
-        if not is_ready(app):
+        scan()
+        if not scanned:
             return
         now = clock()
-        if not scanned:
-            for key, raw in list(items.items()):
-                index(key, ItemState.model_validate_json(raw))
-            scanned = True
-        for key, due in list(wake_index.items()):
-            if due <= now and ticked.get(key) != due:
-                ticked[key] = due
-                tenant, _, item_id = key.decode().partition(":")
-                tick = Tick(tenant=tenant, item_id=item_id, at=now)
-                await send(topics.GATE_COMMANDS, key, tick.model_dump_json().encode())
+        for key, _ in views.due(now):
+            tenant, _, item_id = key.decode().partition(":")
+            tick = Tick(tenant=tenant, item_id=item_id, at=now)
+            await send(topics.GATE_COMMANDS, key, tick.model_dump_json().encode())
         refresh_gauges(now)
 
     def held_states() -> list[ItemState]:
-        states = (ItemState.model_validate_json(raw) for raw in list(items.values()))
-        return [s for s in states if s.is_held()]
+        scan()
+        if scanned:
+            states = (load(key) for key in views.held())
+        else:  # still recovering: what the table has so far
+            states = (ItemState.model_validate_json(raw) for raw in list(items.values()))
+        return [s for s in states if s is not None and s.is_held()]
 
     def refresh_gauges(now: datetime) -> None:
         counts: dict[tuple[str, str], int] = {
@@ -353,19 +350,13 @@ def build(
             for tenant in deployment.tenants
             for reason in (AWAITING_INTERNAL_NOTICE, AWAITING_INTERNAL_LEAD, AWAITING_PUBLISH_AT)
         }
-        oldest: dict[str, float] = dict.fromkeys(deployment.tenants, 0.0)
-        for key, holds in list(held_index.items()):
-            tenant = key.decode().partition(":")[0]
-            for reasons, held_since in holds:
-                for reason in reasons or ("none",):
-                    counts[(tenant, reason)] = counts.get((tenant, reason), 0) + 1
-                age = (now - held_since).total_seconds()
-                oldest[tenant] = max(oldest.get(tenant, 0.0), age)
+        counts.update(views.counts())
         metrics.held.clear()
         for (tenant, reason), n in counts.items():
             metrics.held.labels(tenant, reason).set(n)
-        for tenant, age in oldest.items():
-            metrics.oldest.labels(tenant).set(age)
+        for tenant in deployment.tenants:
+            since = views.oldest(tenant)
+            metrics.oldest.labels(tenant).set((now - since).total_seconds() if since else 0.0)
 
     # ---- operator API -------------------------------------------------------------
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import OPERATOR_TOKEN, content_event, internal_notice
 from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
@@ -151,4 +155,91 @@ def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats
         ),
         10,
         "nothing held",
+    )
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{want}}}")
+
+
+def test_a_scheduled_item_goes_out_by_itself_when_its_time_comes(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    ingest, gate = pipeline.services["ingest"].url, pipeline.services["gate"].url
+    item = unique_item("scheduled")
+    at = datetime.now(UTC) + timedelta(seconds=4)
+    for event in (internal_notice(item_id=item), content_event(item_id=item)):
+        assert post_event(ingest, {**event, "publish_at": at.isoformat()}).status_code == 202
+    held = wait_until(lambda: _held(gate, item, "?tenant=lerum"), 20, "the held item")
+    assert "awaiting_publish_at" in held[0]["reasons"]
+    web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 1, timeout=30)
+    assert datetime.fromisoformat(web[0]["released_at"]) >= at
+    intranet = topics.json_for("intranet.notices", f"lerum:{item}")
+    assert datetime.fromisoformat(intranet[0]["released_at"]) >= at
+    assert _held(gate, item) == []
+
+
+def test_a_hold_past_escalate_after_is_escalated_counted_and_stays_held(
+    own_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    config = tmp_path / "gatekeeper.yaml"
+    shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    shipped["tenants"]["lerum"]["policy"]["escalate_after"] = "PT2S"
+    config.write_text(yaml.safe_dump(shipped, allow_unicode=True))
+    ingest = own_pipeline.add("ingest", GATEKEEPER_CONFIG=str(config)).start()
+    gate = own_pipeline.add("gate", GATEKEEPER_CONFIG=str(config)).start()
+    topics = TopicReader(own_pipeline.bootstrap)
+    assert _metric(gate.url, "gatekeeper_gate_escalations_total", tenant="lerum") == 0
+    item = unique_item("late")
+    assert post_event(ingest.url, content_event(item_id=item)).status_code == 202
+
+    escalated = topics.wait_for(
+        "gate.decisions",
+        f"lerum:{item}",
+        lambda v: any(d["kind"] == "escalated" for d in v),
+        timeout=30,
+    )
+    decision = next(d for d in escalated if d["kind"] == "escalated")
+    assert (decision["rule"], decision["audience"]) == ("escalate_after", "external")
+    held = wait_until(lambda: [h for h in _held(gate.url, item) if h["escalated"]], 10, "flag")
+    assert held[0]["reasons"] == ["awaiting_internal_notice"]
+    assert _metric(gate.url, "gatekeeper_gate_escalations_total", tenant="lerum") == 1
+    wait_until(
+        lambda: (
+            _metric(
+                gate.url,
+                "gatekeeper_gate_held_items",
+                tenant="lerum",
+                reason="awaiting_internal_notice",
+            )
+            == 1
+        ),
+        10,
+        "the held gauge",
+    )
+    wait_until(
+        lambda: _metric(gate.url, "gatekeeper_gate_oldest_hold_age_seconds", tenant="lerum") >= 2,
+        10,
+        "the oldest hold's age",
+    )
+
+    release = _release(gate.url, "lerum", item, OPERATOR_TOKEN, {"reason": "Personalen informerad"})
+    assert release.status_code == 200
+    wait_until(
+        lambda: _metric(gate.url, "gatekeeper_gate_oldest_hold_age_seconds", tenant="lerum") == 0,
+        10,
+        "the oldest hold's age back to 0",
+    )
+    assert (
+        _metric(
+            gate.url,
+            "gatekeeper_gate_held_items",
+            tenant="lerum",
+            reason="awaiting_internal_notice",
+        )
+        == 0
     )
