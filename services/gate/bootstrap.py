@@ -327,7 +327,7 @@ def build(
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def wake_due() -> None:
         scan()
-        if not scanned:
+        if not scanned or not is_ready(app):
             return
         now = clock()
         for key, _ in views.due(now):
