@@ -34,7 +34,7 @@ class ItemViews:
     def __init__(self) -> None:
         self._wake: dict[bytes, datetime] = {}
         self._wake_heap: list[tuple[datetime, bytes]] = []
-        self._holds: dict[bytes, tuple[str, Holds]] = {}
+        self._holds: dict[bytes, Holds] = {}
         self._since_heaps: dict[str, list[tuple[datetime, bytes]]] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
 
@@ -45,13 +45,13 @@ class ItemViews:
         elif self._wake.get(key) != wake_at:
             self._wake[key] = wake_at
             heapq.heappush(self._wake_heap, (wake_at, key))
-        _, before = self._holds.get(key, (tenant, ()))
+        before = self._holds.get(key, ())
         if holds == before:
             return
         self._counts.subtract((tenant, r) for r in _reasons(before))
         self._counts.update((tenant, r) for r in _reasons(holds))
         if holds:
-            self._holds[key] = (tenant, holds)
+            self._holds[key] = holds
             earlier = {since for _, since in before}
             heap = self._since_heaps.setdefault(tenant, [])
             for _, since in holds:
@@ -79,8 +79,7 @@ class ItemViews:
         heap = self._since_heaps.get(tenant)
         while heap:
             since, key = heap[0]
-            _, holds = self._holds.get(key, (tenant, ()))
-            if any(s == since for _, s in holds):
+            if any(s == since for _, s in self._holds.get(key, ())):
                 return since
             heapq.heappop(heap)
         return None
