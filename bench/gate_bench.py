@@ -166,22 +166,36 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _env(broker: EmbeddedBroker, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a service on *broker*, quiet, with a gate port of its own."""
+    return {
+        **os.environ,
+        **SECRETS,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "GATEKEEPER_EMBEDDED_BROKER": "true",
+        "GATEKEEPER_PARTITIONS": str(PARTITIONS),
+        "GATEKEEPER_DATA_DIR": str(data_dir),
+        "GATEKEEPER_HOST": "127.0.0.1",
+        "GATEKEEPER_GATE_PORT": str(free_port()),
+        "GATEKEEPER_LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
 def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]:
     """One round on a fresh broker: every processor, one after another."""
     n, m = args.events, int(args.rate * args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        env = {
-            **os.environ,
-            **SECRETS,
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "GATEKEEPER_EMBEDDED_BROKER": "true",
-            "GATEKEEPER_PARTITIONS": str(PARTITIONS),
-            "GATEKEEPER_DATA_DIR": str(workdir),
-            "GATEKEEPER_HOST": "127.0.0.1",
-            "GATEKEEPER_GATE_PORT": str(free_port()),
-            "GATEKEEPER_LOG_LEVEL": "warning",
-        }
+        env = _env(broker, workdir)
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
         own = [f"bench.{way}.{name}" for name in BASELINES for way in ("in", "out")]
         names = [*_topics_of(deployment), "bench.state", *own]
@@ -234,11 +248,7 @@ def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]
                 results[name] = {"throughput": rate, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99)}
                 _line(name, results[name], f"({len(lat)} samples)")
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                _stop(proc)
     return results
 
 

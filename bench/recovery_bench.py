@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,10 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.gate_bench import PARTITIONS, SECRETS, _event, _read, _write
+from bench.gate_bench import PARTITIONS, _env, _event, _read, _start, _stop, _write
 from services.cli import _topics_of
 from services.runtime import topics
-from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 
 STORES = ("memory", "rocksdb")
@@ -48,30 +46,16 @@ def _rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
+def _start_ready(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
     """Start the gate; return it and the seconds until it answered /readyz."""
     started = time.monotonic()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "gate"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = _start([sys.executable, "-m", "services.cli", "serve", "gate"], env, log)
     url = f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/readyz"
     while _get(url)[0] != 200:
         if proc.poll() is not None or time.monotonic() - started > 600:
             raise SystemExit(f"the gate did not become ready; see {log}")
         time.sleep(0.05)
     return proc, time.monotonic() - started
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _run(store: str, items: int, workdir: Path) -> dict[str, float]:
@@ -81,18 +65,7 @@ def _run(store: str, items: int, workdir: Path) -> dict[str, float]:
 
 def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> dict[str, float]:
     prefix = f"{store}-"
-    env = {
-        **os.environ,
-        **SECRETS,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "GATEKEEPER_EMBEDDED_BROKER": "true",
-        "GATEKEEPER_PARTITIONS": str(PARTITIONS),
-        "GATEKEEPER_DATA_DIR": str(workdir / store),
-        "GATEKEEPER_HOST": "127.0.0.1",
-        "GATEKEEPER_GATE_PORT": str(free_port()),
-        "GATEKEEPER_LOG_LEVEL": "warning",
-        "GATEKEEPER_GATE_STORE": store,
-    }
+    env = _env(broker, workdir / store, GATEKEEPER_GATE_STORE=store)
     deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
     topics.ensure_topics(broker.bootstrap, _topics_of(deployment), PARTITIONS, 1)
     print(f"{store}: {items} items to hold ...", flush=True)
@@ -102,7 +75,7 @@ def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> d
         [(f"lerum:{prefix}{i}".encode(), _event(i, prefix, BODY)) for i in range(items)],
         None,
     )
-    proc, _ = _start(env, workdir / f"{store}.log")
+    proc, _ = _start_ready(env, workdir / f"{store}.log")
     try:
         _read(
             broker.bootstrap,
@@ -114,7 +87,7 @@ def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> d
         before = _rss_mib(proc.pid)
     finally:
         _stop(proc)
-    proc, ready = _start(env, workdir / f"{store}.log")
+    proc, ready = _start_ready(env, workdir / f"{store}.log")
     try:
         after = _rss_mib(proc.pid)
         status, body = _get(f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/v1/held")
