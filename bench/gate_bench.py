@@ -19,25 +19,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-from schemas.events import AcceptedEvent, ContentEvent, DeliveryReceipt
-from services.cli import _topics_of
+from schemas.events import DeliveryReceipt
 from services.runtime import topics
-from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+from tests.harness import (
+    accepted_event,
+    read_records,
+    service_env,
+    start_process,
+    stop_process,
+    write_records,
+)
 
 PARTITIONS = 4
 #: baseline name -> (kind in bench.baselines, sinks besides bench.out.NAME); each
@@ -47,42 +48,6 @@ BASELINES: dict[str, tuple[str, list[str]]] = {
     "faust2": ("faust", ["bench.state"]),
     "aiokafka": ("aiokafka", []),
 }
-SECRETS = {
-    "GATEKEEPER_SECRET_LERUM": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
-    "GATEKEEPER_SECRET_ALE": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
-}
-
-
-def _event(i: int, prefix: str = "bench-", body: str = "Lerums kommun informerar.") -> bytes:
-    event = ContentEvent.model_validate(
-        {
-            "schema_version": 1,
-            "tenant": "lerum",
-            "item_id": f"{prefix}{i}",
-            "version": 1,
-            "action": "publish",
-            "audience": "external",
-            "channels": ["web"],
-            "title": "Nyhet",
-            "body": body,
-            "recipients": "Invånare",
-            "publish_at": "2026-01-01T00:00:00+00:00",
-            "unit": "Kommunstyrelsen",
-        }
-    )
-    now = datetime.now(UTC)
-    return (
-        AcceptedEvent(
-            event_id=f"e-{prefix}{i}",
-            tenant="lerum",
-            item_id=f"{prefix}{i}",
-            source="kafka",
-            received_at=now,
-            event=event,
-        )
-        .model_dump_json()
-        .encode()
-    )
 
 
 def _receipt(i: int) -> bytes:
@@ -102,48 +67,6 @@ def _receipt(i: int) -> bytes:
     )
 
 
-def _producer(bootstrap: str) -> KafkaProducer:
-    # One record per batch: the embedded broker's offsets are only truthful so.
-    return KafkaProducer(bootstrap_servers=bootstrap, batch_size=0, linger_ms=0, acks=1)
-
-
-def _write(
-    bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], rate: float | None
-) -> None:
-    producer = _producer(bootstrap)
-    start = time.perf_counter()
-    for n, (key, value) in enumerate(values):
-        if rate:
-            due = start + n / rate
-            while time.perf_counter() < due:
-                time.sleep(max(0.0, min(due - time.perf_counter(), 0.001)))
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-
-
-def _read(
-    bootstrap: str,
-    topic: str,
-    want: int,
-    timeout: float,
-    keep: Callable[[Any], bool] = lambda r: True,
-) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < want and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            out.extend(r for r in records if keep(r))
-    consumer.close()
-    if len(out) < want:
-        raise SystemExit(f"{topic}: only {len(out)} of {want} records within {timeout:.0f}s")
-    return out
-
-
 def _throughput(records: list[Any]) -> float:
     stamps = sorted(r.timestamp for r in records)
     span = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
@@ -161,56 +84,27 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def _env(broker: EmbeddedBroker, data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a service on *broker*, quiet, with a gate port of its own."""
-    return {
-        **os.environ,
-        **SECRETS,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "GATEKEEPER_EMBEDDED_BROKER": "true",
-        "GATEKEEPER_PARTITIONS": str(PARTITIONS),
-        "GATEKEEPER_DATA_DIR": str(data_dir),
-        "GATEKEEPER_HOST": "127.0.0.1",
-        "GATEKEEPER_GATE_PORT": str(free_port()),
-        "GATEKEEPER_LOG_LEVEL": "warning",
-        **extra,
-    }
-
-
 def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]:
     """One round on a fresh broker: every processor, one after another."""
     n, m = args.events, int(args.rate * args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        env = _env(broker, workdir)
+        env = service_env(broker, workdir, PARTITIONS)
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
         own = [f"bench.{way}.{name}" for name in BASELINES for way in ("in", "out")]
-        names = [*_topics_of(deployment), "bench.state", *own]
+        names = [*topics.topics_for(deployment), "bench.state", *own]
         topics.ensure_topics(broker.bootstrap, names, PARTITIONS, 1)
         items = max(n, m)
         print(f"round {number}: writing {n} events for the throughput phase ...", flush=True)
-        _write(
+        write_records(
             broker.bootstrap,
             topics.ACCEPTED,
-            [(f"lerum:bench-{i}".encode(), _event(i)) for i in range(items)],
+            [(f"lerum:bench-{i}".encode(), accepted_event(i)) for i in range(items)],
             None,
         )
         for name in BASELINES:
-            burst = [(f"k{i}".encode(), _event(i)) for i in range(n)]
-            _write(broker.bootstrap, f"bench.in.{name}", burst, None)
+            burst = [(f"k{i}".encode(), accepted_event(i)) for i in range(n)]
+            write_records(broker.bootstrap, f"bench.in.{name}", burst, None)
 
         results: dict[str, dict[str, float]] = {}
         runs = {"gate": [sys.executable, "-m", "services.cli", "serve", "gate"]} | {
@@ -221,34 +115,34 @@ def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]
             for name, (kind, extra) in BASELINES.items()
         }
         for name, argv in runs.items():
-            proc = _start(argv, env, workdir / f"{name}.log")
+            proc = start_process(argv, env, workdir / f"{name}.log")
             try:
                 if name == "gate":
-                    held = _read(broker.bootstrap, topics.DECISIONS, items, 300)
+                    held = read_records(broker.bootstrap, topics.DECISIONS, items, 300)
                     rate = _throughput(held)  # one decision (held) per input
                     # Receipts at a steady rate; each releases one held item.
                     receipts = [(f"lerum:bench-{i}".encode(), _receipt(i)) for i in range(m)]
-                    _write(broker.bootstrap, topics.RECEIPTS, receipts, args.rate)
-                    ins = _read(broker.bootstrap, topics.RECEIPTS, m, 60)
-                    outs_ = _read(broker.bootstrap, topics.RELEASES, m, 120)
+                    write_records(broker.bootstrap, topics.RECEIPTS, receipts, args.rate)
+                    ins = read_records(broker.bootstrap, topics.RECEIPTS, m, 60)
+                    outs_ = read_records(broker.bootstrap, topics.RELEASES, m, 120)
                     lat = _latencies(ins, outs_, lambda r: r.key)
                 else:
                     in_topic, out_topic = f"bench.in.{name}", f"bench.out.{name}"
-                    done = _read(broker.bootstrap, out_topic, n, 300)
+                    done = read_records(broker.bootstrap, out_topic, n, 300)
                     rate = _throughput(done)
-                    paced = [(f"lat{i}".encode(), _event(i)) for i in range(m)]
-                    _write(broker.bootstrap, in_topic, paced, args.rate)
-                    ins = _read(
+                    paced = [(f"lat{i}".encode(), accepted_event(i)) for i in range(m)]
+                    write_records(broker.bootstrap, in_topic, paced, args.rate)
+                    ins = read_records(
                         broker.bootstrap, in_topic, m, 60, lambda r: r.key.startswith(b"lat")
                     )
-                    outs_ = _read(
+                    outs_ = read_records(
                         broker.bootstrap, out_topic, m, 120, lambda r: r.key.startswith(b"lat")
                     )
                     lat = _latencies(ins, outs_, lambda r: r.key)
                 results[name] = {"throughput": rate, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99)}
                 _line(name, results[name], f"({len(lat)} samples)")
             finally:
-                _stop(proc)
+                stop_process(proc)
     return results
 
 

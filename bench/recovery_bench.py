@@ -20,11 +20,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.gate_bench import PARTITIONS, _env, _event, _read, _start, _stop, _write
-from services.cli import _topics_of
+from bench.gate_bench import PARTITIONS
 from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+from tests.harness import (
+    accepted_event,
+    read_records,
+    service_env,
+    start_process,
+    stop_process,
+    write_records,
+)
 
 STORES = ("memory", "rocksdb")
 #: about the length of a municipal news item
@@ -49,7 +56,7 @@ def _rss_mib(pid: int) -> float:
 def _start_ready(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
     """Start the gate; return it and the seconds until it answered /readyz."""
     started = time.monotonic()
-    proc = _start([sys.executable, "-m", "services.cli", "serve", "gate"], env, log)
+    proc = start_process([sys.executable, "-m", "services.cli", "serve", "gate"], env, log)
     url = f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/readyz"
     while _get(url)[0] != 200:
         if proc.poll() is not None or time.monotonic() - started > 600:
@@ -65,19 +72,19 @@ def _run(store: str, items: int, workdir: Path) -> dict[str, float]:
 
 def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> dict[str, float]:
     prefix = f"{store}-"
-    env = _env(broker, workdir / store, GATEKEEPER_GATE_STORE=store)
+    env = service_env(broker, workdir / store, PARTITIONS, GATEKEEPER_GATE_STORE=store)
     deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
-    topics.ensure_topics(broker.bootstrap, _topics_of(deployment), PARTITIONS, 1)
+    topics.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
     print(f"{store}: {items} items to hold ...", flush=True)
-    _write(
+    write_records(
         broker.bootstrap,
         topics.ACCEPTED,
-        [(f"lerum:{prefix}{i}".encode(), _event(i, prefix, BODY)) for i in range(items)],
+        [(f"lerum:{prefix}{i}".encode(), accepted_event(i, prefix, BODY)) for i in range(items)],
         None,
     )
     proc, _ = _start_ready(env, workdir / f"{store}.log")
     try:
-        _read(
+        read_records(
             broker.bootstrap,
             topics.DECISIONS,
             items,
@@ -86,7 +93,7 @@ def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> d
         )
         before = _rss_mib(proc.pid)
     finally:
-        _stop(proc)
+        stop_process(proc)
     proc, ready = _start_ready(env, workdir / f"{store}.log")
     try:
         after = _rss_mib(proc.pid)
@@ -96,7 +103,7 @@ def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> d
         if missing:
             raise SystemExit(f"{store}: {len(missing)} held items lost in the restart")
     finally:
-        _stop(proc)
+        stop_process(proc)
     result = {"restart_to_ready_s": ready, "rss_before_mib": before, "rss_after_mib": after}
     print(
         f"  restart to /readyz {ready:6.2f} s   resident memory {before:6.0f} MiB before,"

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, Field, StringConstraints, ValidationInfo, fi
 from schemas._base import Immutable
 
 __all__ = [
+    "ITEM_ID_PATTERN",
     "PRESS_CHANNEL",
     "AcceptedEvent",
     "Action",
@@ -39,9 +40,9 @@ __all__ = [
 #: A channel of this name carries press releases; its items need a spokesperson.
 PRESS_CHANNEL = "press"
 
-ItemId = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
-]
+#: The one pattern of an item id; its length is 1-200.
+ITEM_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ITEM_ID_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 Action = Literal["publish", "retract"]
 Audience = Literal["internal", "external"]

@@ -20,14 +20,19 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker, die_with_parent
-from services.runtime.config import ConfigError, Deployment, KafkaTransport, load_deployment
+from services.runtime.config import ConfigError, Deployment, load_deployment
 from services.runtime.logs import configure_logging
-from services.runtime.settings import SettingsError, load_settings
+from services.runtime.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import faust
+    import mode
 
 __all__ = ["main"]
 
@@ -37,16 +42,6 @@ SERVICES = ("ingest", "gate", "publish")
 def _fail(message: str) -> int:
     print(f"gatekeeper: {message}", file=sys.stderr)
     return 2
-
-
-def _topics_of(deployment: Deployment) -> list[str]:
-    channel_topics = {
-        c.transport.topic
-        for t in deployment.tenants.values()
-        for c in t.channels
-        if isinstance(c.transport, KafkaTransport)
-    }
-    return sorted({*topics.PIPELINE_TOPICS, *channel_topics})
 
 
 def _serve(name: str) -> int:
@@ -60,31 +55,66 @@ def _serve(name: str) -> int:
         return _fail("KAFKA_BOOTSTRAP_SERVERS is not set (gatekeeper up starts a broker itself)")
     topics.ensure_topics(
         settings.kafka_bootstrap_servers,
-        _topics_of(deployment),
+        topics.topics_for(deployment),
         settings.partitions,
         settings.replication_factor,
     )
     (settings.data_dir / name).mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
+    from services.runtime.faust_compat import UntestedFaust
     from services.runtime.streams import run_worker
 
+    try:
+        app, services = _build(name, settings, deployment, registry)
+    except UntestedFaust as exc:
+        return _fail(str(exc))
+    run_worker(app, services, settings.log_level)
+    return 0
+
+
+def _build(
+    name: str, settings: Settings, deployment: Deployment, registry: CollectorRegistry
+) -> tuple[faust.App, Sequence[mode.ServiceT]]:
     if name == "ingest":
         from services.ingest.bootstrap import build as build_ingest
 
-        built = build_ingest(settings, deployment, registry)
-        app, services = built.app, built.services
-    elif name == "gate":
+        ingest = build_ingest(settings, deployment, registry)
+        return ingest.app, ingest.services
+    if name == "gate":
         from services.gate.bootstrap import build as build_gate
 
         gate = build_gate(settings, deployment, registry)
-        app, services = gate.app, gate.services
-    else:
-        from services.publish.bootstrap import build as build_publish
+        return gate.app, gate.services
+    from services.publish.bootstrap import build as build_publish
 
-        publish = build_publish(settings, deployment, registry)
-        app, services = publish.app, publish.services
-    run_worker(app, services, settings.log_level)
-    return 0
+    publish = build_publish(settings, deployment, registry)
+    return publish.app, publish.services
+
+
+def _any_exited(children: dict[str, subprocess.Popen[bytes]]) -> bool:
+    for name, child in children.items():
+        if child.poll() is not None:
+            print(
+                f"gatekeeper: {name} exited with {child.returncode}; stopping",
+                file=sys.stderr,
+                flush=True,
+            )
+            return True
+    return False
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, so each drains and commits; SIGKILL whatever is still there after 30 s."""
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 30
+    for child in children.values():
+        try:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _up() -> int:
@@ -120,7 +150,10 @@ def _up() -> int:
         else:
             print(f"gatekeeper: using Kafka at {bootstrap}", flush=True)
         topics.ensure_topics(
-            bootstrap, _topics_of(deployment), settings.partitions, settings.replication_factor
+            bootstrap,
+            topics.topics_for(deployment),
+            settings.partitions,
+            settings.replication_factor,
         )
         for name in SERVICES:
             children[name] = subprocess.Popen(
@@ -140,29 +173,12 @@ def _up() -> int:
             )
         print("gatekeeper: running; Ctrl-C stops everything", flush=True)
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(
-                        f"gatekeeper: {name} exited with {child.returncode}; stopping",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    stopping = True
-                    break
+            stopping = _any_exited(children)
             time.sleep(0.2)
         failed = any(c.poll() not in (None, 0) for c in children.values())
         return 1 if failed else 0
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 30
-        for child in children.values():
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        _stop_children(children)
         if broker is not None:
             broker.stop()
         print("gatekeeper: stopped", flush=True)

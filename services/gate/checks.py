@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from personnummer import personnummer
-
 from schemas.events import ContentEvent
+from services.runtime.identity_numbers import contains_identity_number
 
 __all__ = ["Rule", "findings"]
 
 #: (rule, action, words, limit) as configured for the tenant
 Rule = tuple[str, str, tuple[str, ...], int | None]
-
-_CANDIDATE = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
-
-
-def _has_identity_number(text: str) -> bool:
-    return any(personnummer.valid(m.group(0)) for m in _CANDIDATE.finditer(text))
 
 
 def _texts(event: ContentEvent) -> Iterable[str]:
@@ -34,7 +26,7 @@ def findings(event: ContentEvent, rules: Iterable[Rule]) -> tuple[tuple[str, str
     for rule, action, words, limit in rules:
         matched = False
         if rule == "personal_identity_number":
-            matched = any(_has_identity_number(t) for t in _texts(event))
+            matched = any(contains_identity_number(t) for t in _texts(event))
         elif rule == "forbidden_words":
             lowered = " ".join(_texts(event)).lower()
             matched = any(w.lower() in lowered for w in words)

@@ -27,8 +27,10 @@ from schemas.events import (
     Decision,
     DecisionKind,
     DeliveryReceipt,
+    ManualRelease,
     ReleaseOrder,
     Sender,
+    Tick,
 )
 
 __all__ = [
@@ -40,9 +42,9 @@ __all__ = [
     "GatePolicy",
     "Held",
     "ItemState",
-    "ManualOverride",
+    "ManualRelease",
     "Receipt",
-    "Wake",
+    "Tick",
     "decide",
 ]
 
@@ -66,8 +68,6 @@ class GatePolicy:
     escalate_after: timedelta = timedelta(hours=4)
     crisis_lane: bool = False
     internal_channels: tuple[str, ...] = ("intranet",)
-    #: rule name -> "block" | "warn", for the rules whose check matched this text
-    content_findings: tuple[tuple[str, str], ...] = ()
 
 
 class Held(Immutable):
@@ -110,18 +110,10 @@ class Receipt:
     receipt: DeliveryReceipt
 
 
-@dataclass(frozen=True)
-class Wake:
-    """The clock moved on (publish_at, lead or escalation may be due)."""
-
-
-@dataclass(frozen=True)
-class ManualOverride:
-    request_id: str
-    reason: str
-
-
-Input = Accepted | Receipt | Wake | ManualOverride
+#: Besides these two, the gate's own commands are inputs as they are: a
+#: :class:`~schemas.events.Tick` (time moved on: publish_at, lead or escalation
+#: may be due) and a :class:`~schemas.events.ManualRelease` by an operator.
+Input = Accepted | Receipt | Tick | ManualRelease
 
 
 @dataclass(frozen=True)
@@ -510,8 +502,8 @@ def _on_receipt(
     return _evaluate(state, out, now, policy, f"{r.decision_id}:{r.channel}")
 
 
-def _on_override(
-    state: ItemState, inp: ManualOverride, now: datetime, policy: GatePolicy, out: _Out
+def _on_manual_release(
+    state: ItemState, inp: ManualRelease, now: datetime, policy: GatePolicy, out: _Out
 ) -> ItemState:
     for audience in _AUDIENCES:
         held = state.held.get(audience)
@@ -543,8 +535,8 @@ def decide(
             state = _on_accepted(state, inp, now, policy, out)
         case Receipt():
             state = _on_receipt(state, inp, now, policy, out)
-        case Wake():
+        case Tick():
             state = _evaluate(state, out, now, policy, f"wake:{now.isoformat()}")
-        case ManualOverride():
-            state = _on_override(state, inp, now, policy, out)
+        case ManualRelease():
+            state = _on_manual_release(state, inp, now, policy, out)
     return state, Effects(tuple(out.decisions), tuple(out.releases))

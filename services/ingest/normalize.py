@@ -8,16 +8,16 @@ for the same reasons.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from schemas.events import PRESS_CHANNEL, AcceptedEvent, ContentEvent, Decision
+from schemas.events import PRESS_CHANNEL, AcceptedEvent, ContentEvent, Decision, ItemId
+from services.runtime.keys import ItemKey
 
 __all__ = [
     "FieldError",
@@ -65,14 +65,8 @@ def _problem(message: str) -> str:
 
 def split_key(key: bytes | None) -> tuple[str, str] | None:
     """``b"lerum:news-1"`` -> ``("lerum", "news-1")``; None when the key is not of that form."""
-    if not key:
-        return None
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    tenant, sep, item = text.partition(":")
-    return (tenant, item) if sep and tenant and item else None
+    parsed = ItemKey.parse(key)
+    return (parsed.tenant, parsed.item_id) if parsed else None
 
 
 def _context_errors(
@@ -109,8 +103,16 @@ def _context_errors(
     return errors
 
 
-_ITEM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+_ITEM_ID: TypeAdapter[str] = TypeAdapter(ItemId)
 _NS = uuid.UUID("0c7d5a43-2f55-4f4e-a7a8-5b1b8f0b9e21")
+
+
+def _is_item_id(value: object) -> bool:
+    try:
+        _ITEM_ID.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def acceptance(accepted: AcceptedEvent) -> Decision:
@@ -163,7 +165,7 @@ def rejection(
         reason=(f"{invalid.reason}: {problems}" if problems else invalid.reason)[:2000],
         rule="contract_v1",
         tenant=tenant,
-        item_id=item if isinstance(item, str) and _ITEM_ID.match(item) else "unknown",
+        item_id=item if _is_item_id(item) else "unknown",
         version=version if isinstance(version, int) and version >= 0 else 0,
         audience=audience if audience in ("internal", "external") else None,
         event_id=event_id,

@@ -24,6 +24,7 @@ __all__ = [
     "pending",
     "receipt_for",
     "render_email",
+    "retry_delay",
     "signature_lines",
     "webhook_id",
 ]
@@ -108,6 +109,15 @@ def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> flo
     """Exponential backoff with full jitter; *jitter* is a number in [0, 1) from the shell."""
     ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
     return float(ceiling * jitter)
+
+
+def retry_delay(
+    attempt: int, max_attempts: int, base: float, cap: float, jitter: float
+) -> float | None:
+    """Seconds until the next attempt after failed attempt number *attempt*; None: give up."""
+    if attempt >= max_attempts:
+        return None
+    return backoff_seconds(attempt, base, cap, jitter)
 
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]

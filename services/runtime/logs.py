@@ -13,27 +13,17 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
-from personnummer import personnummer
+
+from services.runtime.identity_numbers import mask_identity_numbers
 
 __all__ = ["configure_logging", "drop_secrets", "redact_identity_numbers"]
-
-# Swedish personal identity numbers (personnummer, samordningsnummer) are
-# YYMMDD-NNNN or YYYYMMDDNNNN, with -, + or nothing between. A run of that shape
-# is masked when it is a valid number (a real date and check digit), so that
-# ids and offsets that merely look alike stay readable.
-_IDENTITY_NUMBER = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    return "[personnummer]" if personnummer.valid(match.group(0)) else match.group(0)
-
 
 _SECRET_KEYS = re.compile(r"secret|token|password|signature|authorization", re.IGNORECASE)
 
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return _IDENTITY_NUMBER.sub(_mask_match, value)
+        return mask_identity_numbers(value)
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import faust
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from services.runtime.faust_compat import committed_and_end_offsets
 
 __all__ = ["ConsumerLag"]
 
@@ -28,9 +29,7 @@ class ConsumerLag(Collector):
             "Records behind the end of each consumed topic partition.",
             labels=["topic", "partition"],
         )
-        monitor: Any = self._app.monitor
-        ends = dict(getattr(monitor, "tp_end_offsets", None) or {})
-        committed = dict(getattr(monitor, "tp_committed_offsets", None) or {})
+        committed, ends = committed_and_end_offsets(self._app)
         for tp, end in sorted(ends.items()):
             done = committed.get(tp, 0)
             family.add_metric([tp.topic, str(tp.partition)], float(max(end - done, 0)))

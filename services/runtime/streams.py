@@ -7,40 +7,41 @@ embedded broker versus a real cluster.
 from __future__ import annotations
 
 import asyncio
-import weakref
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 import faust
 import mode
 import structlog
-from faust.streams import _current_event
+from pydantic import BaseModel
 
+from services.runtime.faust_compat import (
+    check_version,
+    is_ready,
+    set_current_event,
+    short_fetch_wait,
+)
+from services.runtime.ports import InboundRecord, OutboundRecord
 from services.runtime.settings import Settings
 from services.runtime.topics import MAX_MESSAGE_BYTES
 
-__all__ = ["KeyLanes", "bytes_table", "is_ready", "make_app", "run_worker"]
-
-
-def _short_fetch_wait(wait_ms: int) -> None:
-    import faust.transport.drivers.aiokafka as driver
-
-    original = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "_gatekeeper", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = wait_ms
-        return consumer
-
-    create._gatekeeper = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+__all__ = [
+    "FaustModelTable",
+    "FaustOutbox",
+    "FaustTextTable",
+    "KeyLanes",
+    "bytes_table",
+    "inbound",
+    "is_ready",
+    "make_app",
+    "run_worker",
+]
 
 
 def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
     """A faust app for *service* with no module-level state and no faust web stack."""
+    check_version()
     if not settings.kafka_bootstrap_servers:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS must be set to run a service")
     brokers = [f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")]
@@ -60,7 +61,7 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         "consumer_max_fetch_size": MAX_MESSAGE_BYTES,
     }
     if settings.embedded_broker:
-        _short_fetch_wait(20)
+        short_fetch_wait(20)
         # One record per produce batch: the embedded broker's ListOffsets answers
         # the last batch's base offset + 1, which is the true end only then, and
         # faust's table recovery relies on it. Short group timeouts because a
@@ -142,7 +143,7 @@ class KeyLanes:
     async def _lane(self, queue: asyncio.Queue[Any]) -> None:
         while True:
             event = await queue.get()
-            _current_event.set(weakref.ref(event))
+            set_current_event(event)
             try:
                 await self._handle(event)
             except Exception as exc:
@@ -156,12 +157,77 @@ class KeyLanes:
             event.ack()
 
 
-def is_ready(app: faust.App) -> bool:
-    """Partitions assigned and every table recovered: the service answers truthfully."""
-    if app.rebalancing or getattr(app, "in_recovery", False):
-        return False
-    recovery = getattr(app.tables, "recovery", None)
-    return recovery is not None and bool(recovery.completed.is_set())
+M = TypeVar("M", bound=BaseModel)
+
+
+class FaustModelTable(Generic[M]):
+    """A :class:`~services.runtime.ports.ModelTable` over a faust table of bytes."""
+
+    def __init__(self, table: Any, model: type[M]) -> None:
+        self._table = table
+        self._model = model
+
+    def get(self, key: bytes) -> M | None:
+        raw = self._table.get(key)
+        return self._model.model_validate_json(raw) if raw is not None else None
+
+    def put(self, key: bytes, value: M) -> None:
+        self._table[key] = value.model_dump_json().encode()
+
+    def items(self) -> Iterator[tuple[bytes, M]]:
+        for key, raw in list(self._table.items()):
+            yield key, self._model.model_validate_json(raw)
+
+    def values(self) -> Iterator[M]:
+        for raw in list(self._table.values()):
+            yield self._model.model_validate_json(raw)
+
+
+class FaustTextTable:
+    """A :class:`~services.runtime.ports.TextTable` over a faust table of bytes."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str) -> str | None:
+        raw = self._table.get(key.encode())
+        return raw.decode() if isinstance(raw, bytes) else None
+
+    def put(self, key: str, value: str) -> None:
+        self._table[key.encode()] = value.encode()
+
+
+class FaustOutbox:
+    """An :class:`~services.runtime.ports.Outbox` on the faust app's producer."""
+
+    def __init__(self, app: faust.App, timeout: float) -> None:
+        self._app = app
+        self._timeout = timeout
+
+    async def send_all(self, records: Sequence[OutboundRecord]) -> None:
+        if records:
+            await asyncio.wait_for(self._send(records), timeout=self._timeout)
+
+    async def _send(self, records: Sequence[OutboundRecord]) -> None:
+        producer = self._app.producer
+        sent = [
+            await producer.send(r.topic, r.key, r.value, None, None, list(r.headers) or None)
+            for r in records
+        ]
+        await asyncio.gather(*sent)
+
+
+def inbound(event: Any) -> InboundRecord:
+    """What a handler needs of a faust event's message."""
+    msg = event.message
+    return InboundRecord(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        headers=tuple(msg.headers or ()),
+    )
 
 
 def run_worker(app: faust.App, services: Iterable[mode.ServiceT], loglevel: str) -> None:

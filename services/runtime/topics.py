@@ -8,6 +8,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from services.runtime.config import Deployment, KafkaTransport
+
 __all__ = [
     "ACCEPTED",
     "CMS_EVENTS",
@@ -22,6 +24,7 @@ __all__ = [
     "RECEIPTS",
     "RELEASES",
     "ensure_topics",
+    "topics_for",
 ]
 
 CMS_EVENTS = "cms.events"  # ContentEvent v1 from the CMS, raw; key {tenant}:{item_id}
@@ -50,6 +53,17 @@ PIPELINE_TOPICS = (
     PUBLISH_DLQ,
     PUBLISH_OUTCOMES,
 )
+
+
+def topics_for(deployment: Deployment) -> list[str]:
+    """Every topic the pipeline needs: its own and the Kafka channels' of every tenant."""
+    channel_topics = {
+        c.transport.topic
+        for t in deployment.tenants.values()
+        for c in t.channels
+        if isinstance(c.transport, KafkaTransport)
+    }
+    return sorted({*PIPELINE_TOPICS, *channel_topics})
 
 
 def ensure_topics(

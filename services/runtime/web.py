@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,7 +9,9 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["WebService", "base_app", "bearer_matches", "problem"]
+from services.runtime.auth import OperatorAuth
+
+__all__ = ["WebService", "base_app", "problem", "refuse_operator"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -38,13 +39,16 @@ def problem(
     return web.json_response(body, status=status, content_type=PROBLEM_JSON)
 
 
-def bearer_matches(request: web.Request, token: str | None) -> bool:
-    """``Authorization: Bearer <token>`` with the expected token; never true without one."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return (
-        token is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), token.encode())
+def refuse_operator(request: web.Request, auth: OperatorAuth) -> web.Response | None:
+    """401 problem+json unless the request carries the operator token; None when it does."""
+    if auth.allows(request.headers.get("Authorization")):
+        return None
+    return problem(
+        401,
+        "Unauthorized",
+        "A valid operator bearer token is required.",
+        slug="unauthorized",
+        instance=request.path,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.runtime.broker import EmbeddedBroker
-from tests.e2e.harness import Pipeline, TopicReader, pipeline_iter
+from tests.harness import Pipeline, TopicReader, pipeline_iter
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 
 from services.runtime.broker import free_port
 from tests.conftest import content_event, internal_notice
-from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "helm" / "gatekeeper" / "files"

@@ -13,7 +13,7 @@ import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import OPERATOR_TOKEN, content_event, internal_notice
-from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 
 def _held(gate: str, item: str, query: str = "") -> list[dict]:

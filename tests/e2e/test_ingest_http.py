@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import content_event
-from tests.e2e.harness import Pipeline, TopicReader, post_event, sign, unique_item
+from tests.harness import Pipeline, TopicReader, post_event, sign, unique_item
 
 PROBLEM = "application/problem+json"
 

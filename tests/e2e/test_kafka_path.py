@@ -7,7 +7,7 @@ import json
 from kafka import KafkaProducer
 
 from tests.conftest import content_event
-from tests.e2e.harness import Pipeline, TopicReader, unique_item, wait_until
+from tests.harness import Pipeline, TopicReader, unique_item, wait_until
 
 
 def _produce(bootstrap: str, key: bytes | None, value: bytes) -> None:

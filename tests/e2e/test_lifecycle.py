@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import content_event, internal_notice
-from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 
 def _kinds(topics: TopicReader, key: str) -> list[tuple[str, str | None, int]]:

@@ -23,8 +23,8 @@ from kafka import KafkaProducer
 from schemas import Contact, ReleaseOrder, Sender
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import LERUM_SECRET, OPERATOR_TOKEN, SECRETS_ENV
-from tests.e2e.harness import Pipeline, Service, TopicReader, unique_item, wait_until
 from tests.e2e.receivers import SmtpReceiver, WebhookReceiver
+from tests.harness import Pipeline, Service, TopicReader, unique_item, wait_until
 
 
 @pytest.fixture

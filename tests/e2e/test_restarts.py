@@ -7,7 +7,7 @@ import signal
 
 from services.runtime.broker import EmbeddedBroker
 from tests.conftest import content_event
-from tests.e2e.harness import Pipeline, TopicReader, post_event, unique_item
+from tests.harness import Pipeline, TopicReader, post_event, unique_item
 
 
 def test_idempotency_survives_an_ingest_restart(own_pipeline: Pipeline) -> None:

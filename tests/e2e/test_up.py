@@ -15,7 +15,7 @@ import pytest
 
 from services.runtime.broker import free_port
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
-from tests.e2e.harness import TopicReader, post_event, unique_item, wait_until
+from tests.harness import TopicReader, post_event, unique_item, wait_until
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Contact, ContentEvent, DeliveryReceipt, ReleaseOrder
+from schemas import Contact, ContentEvent, DeliveryReceipt, ManualRelease, ReleaseOrder, Tick
 from services.gate.machine import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
@@ -17,9 +17,7 @@ from services.gate.machine import (
     Effects,
     GatePolicy,
     ItemState,
-    ManualOverride,
     Receipt,
-    Wake,
     decide,
 )
 from tests.conftest import content_event, internal_notice
@@ -34,6 +32,10 @@ POLICY = GatePolicy(
     escalate_after=timedelta(hours=1),
     crisis_lane=True,
 )
+
+
+#: The clock moved on; the gate reads the time from ``now``, not from the tick.
+TICK = Tick(tenant="lerum", item_id="news-2026-001", at=T0)
 
 
 def _event(internal: bool = False, **overrides: object) -> ContentEvent:
@@ -98,9 +100,9 @@ def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> No
     assert gate.state.held["external"].reasons == (AWAITING_INTERNAL_LEAD,)
     assert gate.state.wake_at == T0 + timedelta(minutes=10, seconds=1)
 
-    early = gate.feed(Wake(), T0 + timedelta(minutes=10))
+    early = gate.feed(TICK, T0 + timedelta(minutes=10))
     assert early.releases == ()
-    released = gate.feed(Wake(), T0 + timedelta(minutes=10, seconds=1))
+    released = gate.feed(TICK, T0 + timedelta(minutes=10, seconds=1))
     order = released.releases[0]
     assert (order.audience, order.channels, order.version) == ("external", ["web"], 1)
     assert order.event_id == "e1"
@@ -117,7 +119,7 @@ def test_publish_at_holds_both_notices() -> None:
     assert notice.releases == ()
     assert gate.state.held["internal"].reasons == (AWAITING_PUBLISH_AT,)
     assert gate.state.wake_at == later
-    due = gate.feed(Wake(), later)
+    due = gate.feed(TICK, later)
     assert [o.audience for o in due.releases] == ["internal"]
 
 
@@ -133,11 +135,11 @@ def test_held_items_escalate_once_and_stay_held() -> None:
     gate = Gate()
     gate.feed(Accepted("e1", _event()), T0)
     assert gate.state.wake_at == T0 + timedelta(hours=1)
-    escalated = gate.feed(Wake(), T0 + timedelta(hours=1))
+    escalated = gate.feed(TICK, T0 + timedelta(hours=1))
     assert [d.kind for d in escalated.decisions] == ["escalated"]
     assert escalated.decisions[0].rule == "escalate_after"
     assert gate.state.held["external"].escalated
-    assert gate.feed(Wake(), T0 + timedelta(hours=5)).decisions == ()
+    assert gate.feed(TICK, T0 + timedelta(hours=5)).decisions == ()
     assert gate.state.is_held()
 
 
@@ -145,10 +147,8 @@ def test_a_notice_scheduled_for_later_does_not_escalate_early() -> None:
     gate = Gate()
     later = T0 + timedelta(days=3)
     gate.feed(Accepted("e1", _event(publish_at=later.isoformat())), T0)
-    assert gate.feed(Wake(), T0 + timedelta(hours=2)).decisions == ()
-    assert [d.kind for d in gate.feed(Wake(), later + timedelta(hours=1)).decisions] == [
-        "escalated"
-    ]
+    assert gate.feed(TICK, T0 + timedelta(hours=2)).decisions == ()
+    assert [d.kind for d in gate.feed(TICK, later + timedelta(hours=1)).decisions] == ["escalated"]
 
 
 def test_stale_and_duplicate_events() -> None:
@@ -188,7 +188,16 @@ def test_retract_cancels_what_is_held_and_is_forwarded_to_channels_that_publishe
 def test_manual_release_overrides_and_is_audited() -> None:
     gate = Gate()
     gate.feed(Accepted("e1", _event()), T0)
-    effects = gate.feed(ManualOverride("req-1", "Rektor har informerat personalen muntligt"), T0)
+    effects = gate.feed(
+        ManualRelease(
+            tenant="lerum",
+            item_id="news-2026-001",
+            reason="Rektor har informerat personalen muntligt",
+            at=T0,
+            request_id="req-1",
+        ),
+        T0,
+    )
     assert [d.kind for d in effects.decisions] == ["overridden"]
     assert effects.decisions[0].operator_reason == "Rektor har informerat personalen muntligt"
     assert effects.decisions[0].rule == "manual_release"
@@ -304,7 +313,7 @@ def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
             world.deliver_one(duplicate=flag)
         elif op == "advance":
             world.now += timedelta(minutes=a)
-            world.feed(Wake())
+            world.feed(TICK)
         elif op == "redeliver" and world.accepted:
             world.feed(world.accepted[a % len(world.accepted)])
     return world
@@ -345,7 +354,7 @@ def test_every_external_request_goes_out_once_its_notice_is_delivered_and_nothin
         while world.outbox:
             world.deliver_one(duplicate=False)
         world.now += timedelta(days=1)
-        world.feed(Wake())
+        world.feed(TICK)
     state = world.gate.state
     if state.internal_delivered_at is not None:
         assert "external" not in state.held, state.held["external"].reasons

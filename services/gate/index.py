@@ -1,4 +1,4 @@
-"""In-memory views of the gate's item table, kept up to date as states are written.
+"""An in-memory index of the gate's item table, kept up to date as states are written.
 
 The timer asks which items need the clock now, and the gauges ask how many
 holds there are by reason and how old the oldest is. Answered by walking every
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-__all__ = ["Holds", "ItemViews"]
+__all__ = ["HoldIndex", "Holds"]
 
 #: (reasons, held since) for each held audience of one item
 Holds = tuple[tuple[tuple[str, ...], datetime], ...]
@@ -28,7 +28,7 @@ def _reasons(holds: Holds) -> Iterable[str]:
         yield from reasons or ("none",)
 
 
-class ItemViews:
+class HoldIndex:
     """When each item next needs the clock, and what it holds, for a table of items."""
 
     def __init__(self) -> None:

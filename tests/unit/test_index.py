@@ -1,4 +1,4 @@
-"""The gate's in-memory views answer as a walk over every item would, after any writes."""
+"""The gate's in-memory index answers as a walk over every item would, after any writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gate.views import Holds, ItemViews
+from services.gate.index import HoldIndex, Holds
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 REASONS = ("awaiting_internal_notice", "awaiting_internal_lead", "awaiting_publish_at")
@@ -38,14 +38,14 @@ def _walk_counts(items: dict[bytes, Holds]) -> dict[tuple[str, str], int]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_step, max_size=40))
-def test_views_agree_with_a_walk_over_every_item(steps: list[object]) -> None:
-    views = ItemViews()
+def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
+    index = HoldIndex()
     holds_of: dict[bytes, Holds] = {}
     wake_of: dict[bytes, datetime | None] = {}
     answered: set[tuple[bytes, datetime]] = set()
     for step in steps:
         if isinstance(step, datetime):
-            due = views.due(step)
+            due = index.due(step)
             expected = {
                 (key, at)
                 for key, at in wake_of.items()
@@ -56,41 +56,41 @@ def test_views_agree_with_a_walk_over_every_item(steps: list[object]) -> None:
             answered |= expected
             continue
         key, wake_at, holds = step  # type: ignore[misc]
-        views.update(key, key.decode().partition(":")[0], wake_at, holds)
+        index.update(key, key.decode().partition(":")[0], wake_at, holds)
         if wake_at is not None and wake_of.get(key) != wake_at:
             answered.discard((key, wake_at))  # a new wake time is answered anew
         wake_of[key] = wake_at
         holds_of[key] = holds
         held = {k: h for k, h in holds_of.items() if h}
-        assert views.counts() == _walk_counts(held)
-        assert sorted(views.held()) == sorted(held)
+        assert index.counts() == _walk_counts(held)
+        assert sorted(index.held()) == sorted(held)
         for tenant in ("lerum", "ale"):
             starts = [
                 s for k, h in held.items() if k.startswith(f"{tenant}:".encode()) for _, s in h
             ]
-            assert views.oldest(tenant) == (min(starts) if starts else None)
+            assert index.oldest(tenant) == (min(starts) if starts else None)
 
 
 def test_a_wake_time_is_answered_once_and_a_new_one_again() -> None:
-    views = ItemViews()
-    views.update(b"lerum:a", "lerum", T0, ())
-    assert views.due(T0 - timedelta(seconds=1)) == []
-    assert views.due(T0) == [(b"lerum:a", T0)]
-    assert views.due(T0 + timedelta(minutes=1)) == []  # the tick is on its way
+    index = HoldIndex()
+    index.update(b"lerum:a", "lerum", T0, ())
+    assert index.due(T0 - timedelta(seconds=1)) == []
+    assert index.due(T0) == [(b"lerum:a", T0)]
+    assert index.due(T0 + timedelta(minutes=1)) == []  # the tick is on its way
     later = T0 + timedelta(minutes=5)
-    views.update(b"lerum:a", "lerum", later, ())
-    views.update(b"lerum:a", "lerum", later, ())  # written again, unchanged
-    assert views.due(later) == [(b"lerum:a", later)]
+    index.update(b"lerum:a", "lerum", later, ())
+    index.update(b"lerum:a", "lerum", later, ())  # written again, unchanged
+    assert index.due(later) == [(b"lerum:a", later)]
 
 
 def test_a_released_item_no_longer_counts_as_the_oldest_hold() -> None:
-    views = ItemViews()
-    views.update(b"lerum:old", "lerum", None, ((("awaiting_internal_notice",), T0),))
-    views.update(
+    index = HoldIndex()
+    index.update(b"lerum:old", "lerum", None, ((("awaiting_internal_notice",), T0),))
+    index.update(
         b"lerum:new", "lerum", None, ((("awaiting_publish_at",), T0 + timedelta(hours=1)),)
     )
-    assert views.oldest("lerum") == T0
-    views.update(b"lerum:old", "lerum", None, ())
-    assert views.oldest("lerum") == T0 + timedelta(hours=1)
-    assert views.counts() == {("lerum", "awaiting_publish_at"): 1}
-    assert views.oldest("ale") is None
+    assert index.oldest("lerum") == T0
+    index.update(b"lerum:old", "lerum", None, ())
+    assert index.oldest("lerum") == T0 + timedelta(hours=1)
+    assert index.counts() == {("lerum", "awaiting_publish_at"): 1}
+    assert index.oldest("ale") is None

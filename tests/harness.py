@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from standardwebhooks import Webhook
 
-from services.runtime.broker import free_port
+from schemas.events import AcceptedEvent, ContentEvent
+from services.runtime.broker import EmbeddedBroker, free_port
 from tests.conftest import SECRETS_ENV
 
 SECRETS = {
@@ -194,6 +195,120 @@ class TopicReader:
             timeout,
             f"{topic} records for {key}",
         )
+
+
+#: Quiet secrets for benchmark runs; tests use tests.conftest.SECRETS_ENV.
+BENCH_SECRETS = {
+    "GATEKEEPER_SECRET_LERUM": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
+    "GATEKEEPER_SECRET_ALE": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
+}
+
+
+def accepted_event(
+    i: int, prefix: str = "bench-", body: str = "Lerums kommun informerar."
+) -> bytes:
+    event = ContentEvent.model_validate(
+        {
+            "schema_version": 1,
+            "tenant": "lerum",
+            "item_id": f"{prefix}{i}",
+            "version": 1,
+            "action": "publish",
+            "audience": "external",
+            "channels": ["web"],
+            "title": "Nyhet",
+            "body": body,
+            "recipients": "Invånare",
+            "publish_at": "2026-01-01T00:00:00+00:00",
+            "unit": "Kommunstyrelsen",
+        }
+    )
+    now = datetime.now(UTC)
+    return (
+        AcceptedEvent(
+            event_id=f"e-{prefix}{i}",
+            tenant="lerum",
+            item_id=f"{prefix}{i}",
+            source="kafka",
+            received_at=now,
+            event=event,
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _producer(bootstrap: str) -> KafkaProducer:
+    # One record per batch: the embedded broker's offsets are only truthful so.
+    return KafkaProducer(bootstrap_servers=bootstrap, batch_size=0, linger_ms=0, acks=1)
+
+
+def write_records(
+    bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], rate: float | None
+) -> None:
+    producer = _producer(bootstrap)
+    start = time.perf_counter()
+    for n, (key, value) in enumerate(values):
+        if rate:
+            due = start + n / rate
+            while time.perf_counter() < due:
+                time.sleep(max(0.0, min(due - time.perf_counter(), 0.001)))
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    want: int,
+    timeout: float,
+    keep: Callable[[Any], bool] = lambda r: True,
+) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < want and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            out.extend(r for r in records if keep(r))
+    consumer.close()
+    if len(out) < want:
+        raise SystemExit(f"{topic}: only {len(out)} of {want} records within {timeout:.0f}s")
+    return out
+
+
+def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def service_env(
+    broker: EmbeddedBroker, data_dir: Path, partitions: int = 4, **extra: str
+) -> dict[str, str]:
+    """The environment of a service on *broker*, quiet, with a gate port of its own."""
+    return {
+        **os.environ,
+        **BENCH_SECRETS,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "GATEKEEPER_EMBEDDED_BROKER": "true",
+        "GATEKEEPER_PARTITIONS": str(partitions),
+        "GATEKEEPER_DATA_DIR": str(data_dir),
+        "GATEKEEPER_HOST": "127.0.0.1",
+        "GATEKEEPER_GATE_PORT": str(free_port()),
+        "GATEKEEPER_LOG_LEVEL": "warning",
+        **extra,
+    }
 
 
 def unique_item(prefix: str = "item") -> str:

@@ -1,0 +1,177 @@
+"""The gate's handler: load an item's state, decide, write the effects, save.
+
+It talks only through ports (``ModelTable``, ``Outbox``, a clock and a
+readiness check), so a test constructs it with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.events import AcceptedEvent, DeliveryReceipt, GateCommand, ManualRelease, Tick
+from services.gate import checks
+from services.gate.index import HoldIndex
+from services.gate.machine import Accepted, GatePolicy, Input, ItemState, Receipt, decide
+from services.gate.telemetry import GateTelemetry
+from services.runtime import topics
+from services.runtime.keys import ItemKey
+from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
+
+__all__ = ["GateHandler"]
+
+_COMMAND: TypeAdapter[Tick | ManualRelease] = TypeAdapter(GateCommand)
+
+
+class GateHandler:
+    """Decides each input for its item, ticks items whose time has come, lists holds."""
+
+    def __init__(
+        self,
+        *,
+        policies: Mapping[str, GatePolicy],
+        rules: Mapping[str, tuple[checks.Rule, ...]],
+        items: ModelTable[ItemState],
+        outbox: Outbox,
+        telemetry: GateTelemetry,
+        clock: Clock,
+        ready: Callable[[], bool],
+    ) -> None:
+        self._policies = policies
+        self._rules = rules
+        self._items = items
+        self._outbox = outbox
+        self._telemetry = telemetry
+        self._clock = clock
+        self._ready = ready
+        self._index = HoldIndex()
+        self._indexed = False
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def _input(self, topic: str, value: bytes) -> Input:
+        if topic == topics.ACCEPTED:
+            accepted = AcceptedEvent.model_validate_json(value)
+            found = checks.findings(accepted.event, self._rules.get(accepted.tenant, ()))
+            return Accepted(accepted.event_id, accepted.event, found)
+        if topic == topics.RECEIPTS:
+            return Receipt(DeliveryReceipt.model_validate_json(value))
+        return _COMMAND.validate_json(value)
+
+    async def handle(self, record: InboundRecord) -> None:
+        """Decide one input. Effects are written before the state is saved: a crash
+        between them replays the input, and a repeated release is caught downstream,
+        while a lost one could not be."""
+        key = ItemKey.parse(record.key)
+        if key is None or record.value is None:
+            self._telemetry.unkeyed_input(record)
+            return
+        try:
+            inp = self._input(record.topic, record.value)
+        except ValidationError as exc:
+            self._telemetry.undecodable_input(record, exc.error_count())
+            return
+        policy = self._policies.get(key.tenant)
+        if policy is None:
+            self._telemetry.unknown_tenant(record, key.tenant, key.item_id)
+            return
+        state = self._items.get(key.encode()) or ItemState(tenant=key.tenant, item_id=key.item_id)
+        now = self._clock()
+        state, effects = decide(state, inp, now, policy)
+        raw_key = key.encode()
+        await self._outbox.send_all(
+            [
+                *(
+                    OutboundRecord(topics.RELEASES, raw_key, o.model_dump_json().encode())
+                    for o in effects.releases
+                ),
+                *(
+                    OutboundRecord(topics.DECISIONS, raw_key, d.model_dump_json().encode())
+                    for d in effects.decisions
+                ),
+            ]
+        )
+        for order in effects.releases:
+            latency = None
+            if (
+                order.audience == "external"
+                and order.action == "publish"
+                and state.internal_delivered_at is not None
+            ):
+                latency = (now - state.internal_delivered_at).total_seconds()
+            self._telemetry.released(order, latency)
+        for decision in effects.decisions:
+            self._telemetry.decided(decision)
+        # Saved even when unchanged: an input replayed after a crash finds the state
+        # it made already in a local store, decides nothing new, and this write is
+        # what puts that state on the changelog, if the crash kept it off.
+        self._items.put(raw_key, state)
+        self._note(raw_key, state)
+
+    # -- time -------------------------------------------------------------------------
+
+    def _note(self, key: bytes, state: ItemState) -> None:
+        holds = tuple((h.reasons, h.held_since) for h in state.held.values())
+        self._index.update(key, state.tenant, state.wake_at, holds)
+
+    def _index_once(self) -> bool:
+        """Build the index from the recovered table, once the service is ready."""
+        if not self._indexed and self._ready():
+            for key, state in self._items.items():
+                self._note(key, state)
+            self._indexed = True
+        return self._indexed
+
+    async def tick_due(self) -> None:
+        """Send a tick to every item whose wake time has come; refresh the hold gauges."""
+        if not self._index_once() or not self._ready():
+            return
+        now = self._clock()
+        for raw_key, _ in self._index.due(now):
+            key = ItemKey.parse(raw_key)
+            if key is None:
+                continue
+            tick = Tick(tenant=key.tenant, item_id=key.item_id, at=now)
+            await self._outbox.send_all(
+                [OutboundRecord(topics.GATE_COMMANDS, raw_key, tick.model_dump_json().encode())]
+            )
+        self._telemetry.holds(
+            self._index.counts(),
+            ((tenant, self._index.oldest(tenant)) for tenant in self._policies),
+            now,
+        )
+
+    # -- operators --------------------------------------------------------------------
+
+    def held(self) -> list[ItemState]:
+        """Every item that holds something now."""
+        states: Iterable[ItemState | None]
+        if self._index_once():
+            states = (self._items.get(key) for key in self._index.held())
+        else:  # still recovering: what the table has so far
+            states = list(self._items.values())
+        return [s for s in states if s is not None and s.is_held()]
+
+    def state(self, key: ItemKey) -> ItemState | None:
+        return self._items.get(key.encode())
+
+    async def request_release(self, key: ItemKey, reason: str) -> str | None:
+        """Ask for a manual release of what *key* holds; its request id, None if nothing is."""
+        state = self.state(key)
+        if key.tenant not in self._policies or state is None or not state.is_held():
+            return None
+        request_id = str(uuid.uuid4())
+        command = ManualRelease(
+            tenant=key.tenant,
+            item_id=key.item_id,
+            reason=reason,
+            at=self._clock(),
+            request_id=request_id,
+        )
+        await self._outbox.send_all(
+            [OutboundRecord(topics.GATE_COMMANDS, key.encode(), command.model_dump_json().encode())]
+        )
+        self._telemetry.release_requested(key.tenant, key.item_id, request_id)
+        return request_id

@@ -1,0 +1,152 @@
+"""What the gate reports of its work: one metric and one log line per decision, from here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.events import Decision, ReleaseOrder
+from services.gate.machine import (
+    AWAITING_INTERNAL_LEAD,
+    AWAITING_INTERNAL_NOTICE,
+    AWAITING_PUBLISH_AT,
+)
+from services.runtime.ports import InboundRecord
+
+__all__ = ["GateTelemetry"]
+
+log = structlog.get_logger("gatekeeper.gate")
+_REASONS = (AWAITING_INTERNAL_NOTICE, AWAITING_INTERNAL_LEAD, AWAITING_PUBLISH_AT)
+
+
+class GateTelemetry:
+    """The gate's metrics, labelled for every configured tenant from the start."""
+
+    def __init__(
+        self, registry: CollectorRegistry, escalate_after: Mapping[str, timedelta]
+    ) -> None:
+        self._tenants = tuple(escalate_after)
+        self.decisions = Counter(
+            "gatekeeper_gate_decisions_total",
+            "Gate decisions by tenant, kind and rule.",
+            ["tenant", "kind", "rule"],
+            registry=registry,
+        )
+        self.held = Gauge(
+            "gatekeeper_gate_held_items",
+            "Items held now, by tenant and reason.",
+            ["tenant", "reason"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "gatekeeper_gate_oldest_hold_age_seconds",
+            "Age of the oldest hold, by tenant.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "gatekeeper_gate_release_latency_seconds",
+            "From the internal notice's delivery to the external release.",
+            ["tenant"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.escalations = Counter(
+            "gatekeeper_gate_escalations_total",
+            "Holds that passed the tenant's escalate_after.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.manual_releases = Counter(
+            "gatekeeper_gate_manual_releases_total",
+            "Items released by an operator.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.releases = Counter(
+            "gatekeeper_gate_releases_total",
+            "Release orders sent to publish, by tenant and audience.",
+            ["tenant", "audience"],
+            registry=registry,
+        )
+        self.escalate_after = Gauge(
+            "gatekeeper_gate_escalate_after_seconds",
+            "The tenant's escalate_after, for alerting on holds older than it.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.undecodable = Counter(
+            "gatekeeper_gate_undecodable_total",
+            "Records on the gate's inputs that could not be decoded.",
+            ["topic"],
+            registry=registry,
+        )
+        for tenant, after in escalate_after.items():
+            self.escalate_after.labels(tenant).set(after.total_seconds())
+            self.escalations.labels(tenant)
+            self.manual_releases.labels(tenant)
+            self.latency.labels(tenant)
+            for audience in ("internal", "external"):
+                self.releases.labels(tenant, audience)
+
+    def decided(self, decision: Decision) -> None:
+        """The metric and the log line of one decision."""
+        self.decisions.labels(decision.tenant, decision.kind, decision.rule).inc()
+        if decision.kind == "escalated":
+            self.escalations.labels(decision.tenant).inc()
+        elif decision.kind == "overridden":
+            self.manual_releases.labels(decision.tenant).inc()
+        log.info(
+            f"decision.{decision.kind}",
+            tenant=decision.tenant,
+            item_id=decision.item_id,
+            event_id=decision.event_id,
+            decision_id=decision.decision_id,
+            version=decision.version,
+            audience=decision.audience,
+            rule=decision.rule,
+            reason=decision.reason,
+            channels=decision.channels,
+        )
+
+    def released(self, order: ReleaseOrder, latency: float | None) -> None:
+        """A release order sent; *latency* since the internal notice's delivery, if external."""
+        self.releases.labels(order.tenant, order.audience).inc()
+        if latency is not None:
+            self.latency.labels(order.tenant).observe(max(latency, 0.0))
+
+    def undecodable_input(self, record: InboundRecord, errors: int) -> None:
+        self.undecodable.labels(record.topic).inc()
+        tenant, _, item_id = (record.key or b"").decode("utf-8", "replace").partition(":")
+        log.error(
+            "input.undecodable", topic=record.topic, tenant=tenant, item_id=item_id, errors=errors
+        )
+
+    def unknown_tenant(self, record: InboundRecord, tenant: str, item_id: str) -> None:
+        log.error("input.unknown_tenant", topic=record.topic, tenant=tenant, item_id=item_id)
+
+    def unkeyed_input(self, record: InboundRecord) -> None:
+        log.error("input.unkeyed", topic=record.topic, offset=record.offset)
+
+    def release_requested(self, tenant: str, item_id: str, request_id: str) -> None:
+        log.info(
+            "operator.release_requested", tenant=tenant, item_id=item_id, request_id=request_id
+        )
+
+    def holds(
+        self,
+        counts: Mapping[tuple[str, str], int],
+        oldest: Iterable[tuple[str, datetime | None]],
+        now: datetime,
+    ) -> None:
+        """Set the hold gauges: every tenant and reason, zero where nothing is held."""
+        values = {(t, r): 0 for t in self._tenants for r in _REASONS}
+        values.update(counts)
+        self.held.clear()
+        for (tenant, reason), n in values.items():
+            self.held.labels(tenant, reason).set(n)
+        for tenant, since in oldest:
+            self.oldest.labels(tenant).set((now - since).total_seconds() if since else 0.0)

@@ -1,0 +1,185 @@
+"""Publish's handler: load a delivery's record, apply the rules, write the effects, save.
+
+The only writer of the delivery records. Kafka channels are written at once;
+webhook and SMTP deliveries go to :class:`~services.publish.attempts.Attempts`
+and their outcomes come back as inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from schemas.events import ReleaseOrder
+from services.publish import delivery
+from services.publish.attempts import Attempts
+from services.publish.delivery import Delivery, Outcome
+from services.publish.machine import (
+    DeadLettered,
+    Delivered,
+    Duplicate,
+    Effect,
+    Input,
+    Order,
+    StartAttempts,
+    WriteToTopic,
+    step,
+)
+from services.publish.telemetry import PublishTelemetry
+from services.runtime import topics
+from services.runtime.config import Deployment, KafkaTransport
+from services.runtime.keys import ItemKey
+from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
+
+__all__ = ["PublishHandler"]
+
+
+def _item_key(record: Delivery) -> bytes:
+    return ItemKey(record.order.tenant, record.order.item_id).encode()
+
+
+class PublishHandler:
+    """Orders and outcomes in, deliveries out; dead letters listed and redelivered."""
+
+    def __init__(
+        self,
+        *,
+        deployment: Deployment,
+        records: ModelTable[Delivery],
+        outbox: Outbox,
+        attempts: Attempts,
+        telemetry: PublishTelemetry,
+        clock: Clock,
+        ready: Callable[[], bool],
+    ) -> None:
+        self._deployment = deployment
+        self._records = records
+        self._outbox = outbox
+        self._attempts = attempts
+        self._telemetry = telemetry
+        self._clock = clock
+        self._ready = ready
+        self._scanned = False
+
+    async def handle(self, record: InboundRecord) -> None:
+        if record.value is None:
+            return
+        try:
+            if record.topic == topics.RELEASES:
+                await self.on_order(ReleaseOrder.model_validate_json(record.value))
+            else:
+                await self.on_outcome(Outcome.model_validate_json(record.value))
+        except ValidationError as exc:
+            self._telemetry.undecodable_input(record, exc.error_count())
+
+    async def on_order(self, order: ReleaseOrder) -> None:
+        tenant = self._deployment.tenants.get(order.tenant)
+        if tenant is None:
+            self._telemetry.unknown_tenant(order.tenant, order.item_id)
+            return
+        for name in order.channels:
+            channel = tenant.channel(name)
+            if channel is None:
+                self._telemetry.unknown_channel(order.tenant, order.item_id, order.event_id, name)
+                continue
+            transport = channel.transport
+            topic = transport.topic if isinstance(transport, KafkaTransport) else None
+            await self._step(delivery.delivery_key(order, name), Order(order, name, topic))
+
+    async def on_outcome(self, outcome: Outcome) -> None:
+        if outcome.kind != "redeliver":
+            self._attempts.finished(outcome.key)
+        if self._records.get(outcome.key.encode()) is None:
+            self._telemetry.unknown_delivery(outcome.key)
+            return
+        await self._step(outcome.key, outcome)
+
+    async def _step(self, key: str, inp: Input) -> None:
+        before = self._records.get(key.encode())
+        after, effects = step(before, inp, self._clock())
+        await self._outbox.send_all([r for e in effects for r in self._records_of(e)])
+        if after is not None and after != before:
+            self._records.put(key.encode(), after)
+        for effect in effects:
+            self._report(effect)
+
+    def _records_of(self, effect: Effect) -> list[OutboundRecord]:
+        match effect:
+            case WriteToTopic(record, topic, payload):
+                headers = [("gatekeeper-delivery-id", record.delivery_id.encode())]
+                return [OutboundRecord(topic, _item_key(record), payload, headers)]
+            case Delivered(record, payload, receipt):
+                archived = delivery.archive_record(record.channel, payload, record.updated_at)
+                archived["delivery_id"] = record.delivery_id
+                key = _item_key(record)
+                return [
+                    OutboundRecord(topics.PUBLISH_ARCHIVE, key, json.dumps(archived).encode()),
+                    OutboundRecord(topics.RECEIPTS, key, receipt.model_dump_json().encode()),
+                ]
+            case Duplicate(record, receipt) if receipt is not None:
+                value = receipt.model_dump_json().encode()
+                return [OutboundRecord(topics.RECEIPTS, _item_key(record), value)]
+            case DeadLettered(record, letter):
+                value = letter.model_dump_json().encode()
+                return [OutboundRecord(topics.PUBLISH_DLQ, _item_key(record), value)]
+        return []
+
+    def _report(self, effect: Effect) -> None:
+        match effect:
+            case WriteToTopic(record, _, _):
+                self._telemetry.attempted(record, "delivered", 1)
+            case Delivered(record, _, _):
+                self._telemetry.delivered(record)
+            case Duplicate(record, _):
+                self._telemetry.duplicate(record)
+            case DeadLettered(record, _):
+                self._telemetry.dead_lettered(record)
+            case StartAttempts(record, redelivery):
+                if redelivery:
+                    self._telemetry.redelivering(record)
+                self._attempts.start(record)
+
+    async def resume_pending(self) -> None:
+        """Take up deliveries left pending by a crash or a rebalance.
+
+        Only a restart, a new partition assignment or a loop that died leaves a
+        pending record with no loop behind it, so the table is scanned when the
+        worker becomes ready again, not on every tick.
+        """
+        if not self._ready():
+            self._scanned = False
+            return
+        if self._scanned and not self._attempts.lost:
+            return
+        self._scanned = True
+        self._attempts.lost = False
+        for record in self._records.values():
+            if record.status != "pending" or self._attempts.running(record.key):
+                continue
+            tenant = self._deployment.tenants.get(record.order.tenant)
+            channel = tenant.channel(record.channel) if tenant else None
+            if channel is not None and isinstance(channel.transport, KafkaTransport):
+                continue  # Kafka deliveries complete inside the handler
+            self._attempts.start(record)
+
+    def dead_letters(self, tenant: str | None = None) -> list[Delivery]:
+        found = (
+            r
+            for r in self._records.values()
+            if r.status == "dead" and (tenant is None or r.order.tenant == tenant)
+        )
+        return sorted(found, key=lambda r: r.updated_at)
+
+    async def request_redelivery(self, delivery_id: str) -> bool:
+        """Ask for a dead letter to be tried again; False when there is no such dead letter."""
+        record = next((r for r in self.dead_letters() if r.delivery_id == delivery_id), None)
+        if record is None:
+            return False
+        outcome = Outcome(kind="redeliver", key=record.key, at=self._clock())
+        value = outcome.model_dump_json().encode()
+        await self._outbox.send_all(
+            [OutboundRecord(topics.PUBLISH_OUTCOMES, _item_key(record), value)]
+        )
+        return True

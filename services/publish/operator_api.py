@@ -1,0 +1,56 @@
+"""Publish's operator API: ``GET /v1/dead-letters`` and
+``POST /v1/dead-letters/{delivery_id}/redeliver``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.publish.handler import PublishHandler
+from services.runtime.auth import OperatorAuth
+from services.runtime.web import problem, refuse_operator
+
+__all__ = ["OperatorApi"]
+
+
+class OperatorApi:
+    def __init__(self, handler: PublishHandler, auth: OperatorAuth) -> None:
+        self._handler = handler
+        self._auth = auth
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/dead-letters", self.list_dead)
+        app.router.add_post("/v1/dead-letters/{delivery_id}/redeliver", self.redeliver)
+
+    async def list_dead(self, request: web.Request) -> web.Response:
+        rows = [
+            {
+                "delivery_id": r.delivery_id,
+                "tenant": r.order.tenant,
+                "item_id": r.order.item_id,
+                "version": r.order.version,
+                "action": r.order.action,
+                "channel": r.channel,
+                "reason": r.error,
+                "attempts": r.attempts,
+                "failed_at": r.updated_at.isoformat(),
+            }
+            for r in self._handler.dead_letters(request.query.get("tenant"))
+        ]
+        return web.json_response({"dead_letters": rows, "count": len(rows)})
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        refused = refuse_operator(request, self._auth)
+        if refused is not None:
+            return refused
+        wanted = request.match_info["delivery_id"]
+        if not await self._handler.request_redelivery(wanted):
+            return problem(
+                404,
+                "No such dead letter",
+                f"No dead letter {wanted!r}.",
+                slug="not-found",
+                instance=request.path,
+            )
+        return web.json_response(
+            {"status": "redelivery requested", "delivery_id": wanted}, status=202
+        )

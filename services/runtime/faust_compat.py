@@ -1,0 +1,98 @@
+"""Every use of faust's private API, in one place, checked against faust's version.
+
+faust offers no public hook for these; each is covered by a test in
+``tests/service/test_faust_compat.py`` that fails when faust changes under it.
+Every app is made through :func:`services.runtime.streams.make_app`, which calls
+:func:`check_version` first: on a faust release these uses were not tested
+with, the service stops with one message rather than misbehave quietly.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+__all__ = [
+    "TESTED_FAUST",
+    "UntestedFaust",
+    "check_version",
+    "committed_and_end_offsets",
+    "is_ready",
+    "set_current_event",
+    "short_fetch_wait",
+]
+
+#: faust-streaming releases these uses were tested with (major.minor).
+TESTED_FAUST = ("0.15",)
+
+
+class UntestedFaust(RuntimeError):
+    """faust is a release these private uses were not tested with."""
+
+
+def check_version(version: str = faust.__version__) -> None:
+    if not version.startswith(tuple(f"{v}." for v in TESTED_FAUST)):
+        raise UntestedFaust(
+            f"faust-streaming {version} is not one gatekeeper was tested with "
+            f"({', '.join(TESTED_FAUST)}); install a tested release"
+        )
+
+
+def set_current_event(event: Any) -> None:
+    """Make *event* faust's current event in this task.
+
+    Table writes go to the changelog partition of the current event's partition;
+    an event handled outside the agent's own iteration (in a lane task) must be
+    made current by hand. Uses ``faust.streams._current_event``.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def short_fetch_wait(wait_ms: int) -> None:
+    """Cap how long each of faust's fetches waits for data (default 1.5 s).
+
+    faust builds its aiokafka consumer in a private method and sets no
+    ``fetch_max_wait_ms``; on the embedded broker that wait is a floor under
+    every consumer's latency. Patches
+    ``AIOKafkaConsumerThread._create_worker_consumer`` and the consumer's
+    ``_fetch_max_wait_ms``, once per process.
+    """
+    import faust.transport.drivers.aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_gatekeeper", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    create._gatekeeper = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def is_ready(app: faust.App) -> bool:
+    """Partitions assigned and every table recovered: the service answers truthfully.
+
+    Reads ``app.in_recovery`` and ``app.tables.recovery.completed``.
+    """
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        return False
+    recovery = getattr(app.tables, "recovery", None)
+    return recovery is not None and bool(recovery.completed.is_set())
+
+
+def committed_and_end_offsets(app: faust.App) -> tuple[Mapping[Any, int], Mapping[Any, int]]:
+    """The offsets this worker committed and the high-water marks its fetches saw.
+
+    Reads the monitor's ``tp_committed_offsets`` and ``tp_end_offsets``.
+    """
+    monitor: Any = app.monitor
+    committed = dict(getattr(monitor, "tp_committed_offsets", None) or {})
+    ends = dict(getattr(monitor, "tp_end_offsets", None) or {})
+    return committed, ends

@@ -1,0 +1,29 @@
+"""Swedish personal identity numbers (personnummer, samordningsnummer) in free text.
+
+YYMMDD-NNNN or YYYYMMDDNNNN, with -, + or nothing between. A run of that shape
+counts only when it is a valid number (a real date and check digit), so ids,
+offsets and phone numbers that merely look alike are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from personnummer import personnummer
+
+__all__ = ["contains_identity_number", "mask_identity_numbers"]
+
+_CANDIDATE = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+MASK = "[personnummer]"
+
+
+def _valid(candidate: str) -> bool:
+    return bool(personnummer.valid(candidate))
+
+
+def contains_identity_number(text: str) -> bool:
+    return any(_valid(m.group(0)) for m in _CANDIDATE.finditer(text))
+
+
+def mask_identity_numbers(text: str) -> str:
+    return _CANDIDATE.sub(lambda m: MASK if _valid(m.group(0)) else m.group(0), text)
