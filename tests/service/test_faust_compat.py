@@ -1,0 +1,76 @@
+"""Each use of faust's private API, checked against the installed faust.
+
+These fail when a faust release moves or renames what gatekeeper reaches into,
+before a service misbehaves quietly.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import faust
+import faust.transport.drivers.aiokafka as driver
+import pytest
+from aiokafka import AIOKafkaConsumer
+from faust.streams import current_event
+
+from services.runtime import faust_compat
+from services.runtime.settings import Settings
+from services.runtime.streams import make_app
+
+
+def _app() -> faust.App:
+    return make_app("compat", Settings(kafka_bootstrap_servers="127.0.0.1:1"))
+
+
+def test_the_installed_faust_is_a_tested_release() -> None:
+    faust_compat.check_version()
+
+
+@pytest.mark.parametrize("version", ["0.16.0", "0.14.2", "1.10.4"])
+def test_an_untested_faust_release_is_refused_with_one_message(version: str) -> None:
+    with pytest.raises(faust_compat.UntestedFaust, match=f"faust-streaming {version} is not"):
+        faust_compat.check_version(version)
+
+
+class _Event:
+    message = None
+
+
+def test_an_event_made_current_is_faust_s_current_event() -> None:
+    event = _Event()
+    faust_compat.set_current_event(event)
+    assert current_event() is event
+
+
+async def test_the_fetch_wait_patch_reaches_the_consumer_faust_builds() -> None:
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    assert list(inspect.signature(create).parameters) == ["self", "transport"]
+    faust_compat.short_fetch_wait(20)
+    patched = driver.AIOKafkaConsumerThread._create_worker_consumer
+    assert getattr(patched, "_gatekeeper", False)
+    faust_compat.short_fetch_wait(20)
+    assert driver.AIOKafkaConsumerThread._create_worker_consumer is patched, "patched once"
+    # The attribute the patch sets is the one aiokafka's fetcher reads.
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=123)
+    assert consumer._fetch_max_wait_ms == 123
+
+
+def test_readiness_reads_attributes_faust_has() -> None:
+    app = _app()
+    assert app.rebalancing is False
+    assert app.in_recovery is False
+    assert app.tables.recovery.completed.is_set() is False
+    assert faust_compat.is_ready(app) is False, "not ready before its tables recovered"
+    app.tables.recovery.completed.set()
+    assert faust_compat.is_ready(app) is True
+
+
+def test_consumer_offsets_come_from_the_monitor() -> None:
+    app = _app()
+    monitor = app.monitor
+    assert isinstance(monitor.tp_committed_offsets, dict)
+    assert isinstance(monitor.tp_end_offsets, dict)
+    monitor.tp_committed_offsets["tp"] = 3
+    monitor.tp_end_offsets["tp"] = 5
+    assert faust_compat.committed_and_end_offsets(app) == ({"tp": 3}, {"tp": 5})

@@ -1,0 +1,162 @@
+"""Ingest's door and Kafka path with in-memory ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from standardwebhooks import Webhook
+
+from services.ingest.door import EventDoor
+from services.ingest.records import RecordHandler
+from services.ingest.telemetry import IngestTelemetry
+from services.runtime import topics
+from services.runtime.config import Deployment
+from services.runtime.memory import DictTextTable, MemoryOutbox
+from services.runtime.ports import InboundRecord, OutboundRecord
+from tests.conftest import content_event
+from tests.harness import sign
+from tests.service.conftest import FakeClock
+
+
+def _channels(deployment: Deployment) -> dict[str, dict[str, str]]:
+    return {n: {c.name: c.audience for c in t.channels} for n, t in deployment.tenants.items()}
+
+
+def _door(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> EventDoor:
+    return EventDoor(
+        verifiers={n: Webhook(deployment.secret(n)) for n in deployment.tenants},
+        channels=_channels(deployment),
+        max_body_bytes=deployment.ingest.max_body_bytes,
+        seen=DictTextTable(),
+        outbox=outbox,
+        telemetry=IngestTelemetry(CollectorRegistry(), deployment.tenants),
+        clock=clock,
+        ready=lambda: True,
+    )
+
+
+def _records(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> RecordHandler:
+    return RecordHandler(
+        channels=_channels(deployment),
+        seen=DictTextTable(),
+        outbox=outbox,
+        telemetry=IngestTelemetry(CollectorRegistry(), deployment.tenants),
+        clock=clock,
+    )
+
+
+async def test_two_identical_webhooks_at_the_same_moment_are_written_once(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    twin_arrived = asyncio.Event()
+
+    async def slow_broker(_: Sequence[OutboundRecord]) -> None:
+        await twin_arrived.wait()  # the first write is acknowledged only after the twin came in
+
+    outbox = MemoryOutbox(on_send=slow_broker)
+    door = _door(deployment, outbox, clock)
+    arrivals = 0
+    dedupe = door.dedupe
+
+    async def counted(*args: Any) -> Any:
+        nonlocal arrivals
+        arrivals += 1
+        if arrivals == 2:
+            twin_arrived.set()
+        return await dedupe(*args)
+
+    door.dedupe = counted  # type: ignore[method-assign]
+    app = web.Application()
+    door.add_routes(app)
+    body = json.dumps(content_event(item_id="twins")).encode()
+    headers = sign("lerum", body, "msg_twin")
+    async with TestClient(TestServer(app)) as client:
+        answers = await asyncio.gather(
+            client.post("/v1/tenants/lerum/events", data=body, headers=headers),
+            client.post("/v1/tenants/lerum/events", data=body, headers=headers),
+        )
+        statuses = sorted(r.status for r in answers)
+        bodies = [await r.json() for r in answers]
+    assert arrivals == 2
+    assert statuses == [200, 202]
+    assert {b["status"] for b in bodies} == {"accepted", "duplicate"}
+    assert len({b["event_id"] for b in bodies}) == 1, "the twin is told the same event id"
+    assert [r.topic for r in outbox.sent] == [topics.CMS_EVENTS]
+
+
+async def test_a_twin_of_a_failed_write_is_not_told_it_was_accepted(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    outbox = MemoryOutbox()
+    outbox.fail = TimeoutError("broker down")
+    app = web.Application()
+    _door(deployment, outbox, clock).add_routes(app)
+    body = json.dumps(content_event(item_id="lost")).encode()
+    headers = sign("lerum", body, "msg_lost")
+    async with TestClient(TestServer(app)) as client:
+        down = await client.post("/v1/tenants/lerum/events", data=body, headers=headers)
+        outbox.fail = None
+        again = await client.post("/v1/tenants/lerum/events", data=body, headers=headers)
+        assert down.status == 503
+        assert again.status == 202, "a retry after a failed write is a first delivery"
+
+
+async def test_a_refused_record_is_dead_lettered_whole_with_its_reason_in_headers(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    outbox = MemoryOutbox()
+    handler = _records(deployment, outbox, clock)
+    value = json.dumps(content_event(item_id="bad", version=0, channels=["fax"])).encode()
+    record = InboundRecord(
+        topic=topics.CMS_EVENTS,
+        partition=1,
+        offset=42,
+        key=b"lerum:bad",
+        value=value,
+        headers=(("webhook-id", b"msg_bad"), ("trace", b"abc")),
+    )
+    await handler.handle(record)
+
+    [letter] = outbox.on(topics.CMS_EVENTS_DLQ)
+    assert letter.key == b"lerum:bad"
+    assert letter.value == value, "the original bytes, untouched"
+    headers = dict(letter.headers)
+    assert headers["trace"] == b"abc", "the producer's own headers are kept"
+    assert headers["dlq-reason"] == b"schema violation"
+    assert headers["dlq-source-topic"] == topics.CMS_EVENTS.encode()
+    assert headers["dlq-source-partition"] == b"1"
+    assert headers["dlq-source-offset"] == b"42"
+    fields = {e["field"] for e in json.loads(headers["dlq-errors"])}
+    assert fields == {"version", "channels[0]"}
+    [decision] = [json.loads(r.value or b"") for r in outbox.on(topics.DECISIONS)]
+    assert decision["kind"] == "rejected"
+    assert decision["item_id"] == "bad"
+    assert outbox.on(topics.ACCEPTED) == []
+
+
+async def test_a_record_seen_before_is_accepted_once(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    outbox = MemoryOutbox()
+    handler = _records(deployment, outbox, clock)
+    value = json.dumps(content_event(item_id="once")).encode()
+    for offset in (7, 8):
+        await handler.handle(
+            InboundRecord(
+                topic=topics.CMS_EVENTS,
+                partition=0,
+                offset=offset,
+                key=b"lerum:once",
+                value=value,
+                headers=(("webhook-id", b"msg_once"),),
+            )
+        )
+    assert len(outbox.on(topics.ACCEPTED)) == 1
+    [decision] = [json.loads(r.value or b"") for r in outbox.on(topics.DECISIONS)]
+    assert decision["kind"] == "accepted"

@@ -1,0 +1,187 @@
+"""Publish's handler with in-memory ports and fake transports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
+
+from schemas.events import Contact, ReleaseOrder, Sender
+from services.publish.attempts import Attempts, Backoff
+from services.publish.channels import DeliveryFailed, Transports
+from services.publish.delivery import Delivery
+from services.publish.handler import PublishHandler
+from services.publish.telemetry import PublishTelemetry
+from services.runtime import topics
+from services.runtime.config import Deployment
+from services.runtime.memory import DictModelTable, MemoryOutbox
+from services.runtime.ports import InboundRecord, OutboundRecord
+from tests.service.conftest import FakeClock
+
+
+class FakeTransport:
+    """A receiver: answers with the given results in turn, or waits forever on None."""
+
+    max_attempts = 2
+
+    def __init__(self, *results: Exception | bytes | None) -> None:
+        self.results = list(results)
+        self.calls: list[str] = []
+
+    async def deliver(self, record: Delivery, payload: bytes) -> bytes:
+        self.calls.append(record.delivery_id)
+        result = self.results.pop(0) if self.results else payload
+        if result is None:
+            await asyncio.Event().wait()
+        if isinstance(result, Exception):
+            raise result
+        return payload
+
+    async def close(self) -> None:
+        pass
+
+
+class Publish:
+    """A publish whose outcomes come straight back to it, as through publish.outcomes."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        clock: FakeClock,
+        transport: FakeTransport,
+        records: DictModelTable[Delivery] | None = None,
+    ) -> None:
+        self.outbox = MemoryOutbox(on_send=self._loop_back)
+        self.records = records or DictModelTable(Delivery)
+        self.registry = CollectorRegistry()
+        telemetry = PublishTelemetry(
+            self.registry, {n: [c.name for c in t.channels] for n, t in deployment.tenants.items()}
+        )
+        self.attempts = Attempts(
+            transports=Transports({("lerum", "web"): transport}),
+            outbox=self.outbox,
+            telemetry=telemetry,
+            clock=clock,
+            backoff=Backoff(0.001, 0.001),
+        )
+        self.handler = PublishHandler(
+            deployment=deployment,
+            records=self.records,
+            outbox=self.outbox,
+            attempts=self.attempts,
+            telemetry=telemetry,
+            clock=clock,
+            ready=lambda: True,
+        )
+
+    async def _loop_back(self, records: Sequence[OutboundRecord]) -> None:
+        for record in records:
+            if record.topic == topics.PUBLISH_OUTCOMES:
+                await self.handler.handle(
+                    InboundRecord(record.topic, 0, 0, record.key, record.value)
+                )
+
+    def values(self, topic: str) -> list[dict[str, object]]:
+        return [json.loads(r.value or b"") for r in self.outbox.on(topic)]
+
+
+def _order(clock: FakeClock, channels: list[str], audience: str = "external") -> ReleaseOrder:
+    return ReleaseOrder(
+        decision_id="d-1",
+        event_id="e-1",
+        tenant="lerum",
+        item_id="news-1",
+        version=1,
+        action="publish",
+        audience=audience,  # type: ignore[arg-type]
+        channels=channels,
+        title="Ny förskola",
+        body="Förskolan öppnar i augusti.",
+        recipients="Invånare i Lerum",
+        sender=Sender(
+            organization="Lerums kommun",
+            unit="Sektor Lärande",
+            contact=Contact(name="Kommunikationsenheten"),
+            logo_url="https://www.lerum.se/logo.svg",
+            website="https://www.lerum.se",
+        ),
+        released_at=clock(),
+    )
+
+
+async def test_a_repeated_order_is_delivered_once_and_receipted_each_time(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    publish = Publish(deployment, clock, FakeTransport())
+    order = _order(clock, ["intranet"], audience="internal")
+    await publish.handler.on_order(order)
+    clock.advance(minutes=1)
+    await publish.handler.on_order(order)
+
+    [notice] = publish.outbox.on("intranet.notices")
+    assert dict(notice.headers)["gatekeeper-delivery-id"].startswith(b"gk_")
+    receipts = publish.values(topics.RECEIPTS)
+    assert len(receipts) == 2, "a lost receipt is made good by the repeated order"
+    assert receipts[0] == receipts[1], "both say the same delivery, at the same time"
+    assert len(publish.outbox.on(topics.PUBLISH_ARCHIVE)) == 1
+    duplicates = publish.registry.get_sample_value(
+        "gatekeeper_publish_deliveries_total",
+        {"tenant": "lerum", "channel": "intranet", "outcome": "duplicate"},
+    )
+    assert duplicates == 1.0
+
+
+async def test_a_pending_delivery_is_taken_up_after_a_restart_and_delivered_once(
+    webhook_deployment: Callable[[str], Deployment], clock: FakeClock
+) -> None:
+    deployment = webhook_deployment("https://cms.example/hook")
+    stuck = FakeTransport(None)  # the receiver never answers before the crash
+    before = Publish(deployment, clock, stuck)
+    await before.handler.on_order(_order(clock, ["web"]))
+    await asyncio.sleep(0)
+    assert stuck.calls, "the attempt started"
+    [pending] = list(before.records.values())
+    assert pending.status == "pending"
+    for task in asyncio.all_tasks():  # the crash: the attempt dies with the process
+        if task is not asyncio.current_task():
+            task.cancel()
+    await asyncio.sleep(0)
+
+    receiver = FakeTransport()
+    after = Publish(deployment, clock, receiver, records=before.records)
+    await after.handler.resume_pending()
+    await after.attempts.wait()
+    await after.handler.resume_pending()  # a second tick starts nothing more
+    await after.attempts.wait()
+
+    assert receiver.calls == [pending.delivery_id], "same delivery id, one attempt"
+    [record] = list(after.records.values())
+    assert record.status == "delivered"
+    [receipt] = after.values(topics.RECEIPTS)
+    assert receipt["channel"] == "web"
+
+
+async def test_a_failing_receiver_ends_dead_and_a_redelivery_starts_afresh(
+    webhook_deployment: Callable[[str], Deployment], clock: FakeClock
+) -> None:
+    deployment = webhook_deployment("https://cms.example/hook")
+    receiver = FakeTransport(DeliveryFailed("HTTP 503"), DeliveryFailed("HTTP 503"))
+    publish = Publish(deployment, clock, receiver)
+    await publish.handler.on_order(_order(clock, ["web"]))
+    await publish.attempts.wait()
+
+    [letter] = publish.values(topics.PUBLISH_DLQ)
+    assert letter["reason"] == "HTTP 503"
+    assert letter["attempts"] == 2
+    [dead] = publish.handler.dead_letters()
+    assert await publish.handler.request_redelivery(dead.delivery_id)
+    await publish.attempts.wait()
+
+    [record] = list(publish.records.values())
+    assert record.status == "delivered"
+    assert record.error is None
+    assert receiver.calls == [dead.delivery_id] * 3
+    assert len(publish.values(topics.RECEIPTS)) == 1
+    assert not await publish.handler.request_redelivery(dead.delivery_id), "no longer dead"
