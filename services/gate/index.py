@@ -63,10 +63,13 @@ class HoldIndex:
     def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
         """The items whose wake time has come, each wake time answered once."""
         out: list[tuple[bytes, datetime]] = []
+        answered: set[bytes] = set()
         heap = self._wake_heap
         while heap and heap[0][0] <= now:
             at, key = heapq.heappop(heap)
-            if self._wake.get(key) == at:
+            # A wake time set, cleared and set again has two entries; both leave now.
+            if self._wake.get(key) == at and key not in answered:
+                answered.add(key)
                 out.append((key, at))
         return out
 

@@ -94,3 +94,11 @@ def test_a_released_item_no_longer_counts_as_the_oldest_hold() -> None:
     assert index.oldest("lerum") == T0 + timedelta(hours=1)
     assert index.counts() == {("lerum", "awaiting_publish_at"): 1}
     assert index.oldest("ale") is None
+
+
+def test_a_wake_time_set_cleared_and_set_again_is_answered_once() -> None:
+    index = HoldIndex()
+    index.update(b"lerum:a", "lerum", T0, ())
+    index.update(b"lerum:a", "lerum", None, ())
+    index.update(b"lerum:a", "lerum", T0, ())
+    assert index.due(T0) == [(b"lerum:a", T0)]
