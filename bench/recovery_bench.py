@@ -38,9 +38,10 @@ STORES = ("memory", "rocksdb")
 BODY = "Lerums kommun informerar om förskolans öppettider under sommaren. " * 30
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, token: str = "") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback only)
             return int(answer.status), bytes(answer.read())
     except OSError:
         return 0, b""
@@ -97,7 +98,10 @@ def _measure(store: str, items: int, broker: EmbeddedBroker, workdir: Path) -> d
     proc, ready = _start_ready(env, workdir / f"{store}.log")
     try:
         after = _rss_mib(proc.pid)
-        status, body = _get(f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/v1/held")
+        status, body = _get(
+            f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}/v1/held",
+            env["GATEKEEPER_OPERATOR_TOKEN"],
+        )
         held = {row["item_id"] for row in json.loads(body)["held"]} if status == 200 else set()
         missing = {f"{prefix}{i}" for i in range(items)} - held
         if missing:

@@ -30,7 +30,9 @@ __all__ = [
     "Image",
     "ItemId",
     "Link",
+    "ManualReject",
     "ManualRelease",
+    "Notification",
     "PublishedNotice",
     "ReleaseOrder",
     "Sender",
@@ -205,6 +207,8 @@ DecisionKind = Literal[
     "overridden",
     "retracted",
     "stale",
+    "rejected_by_operator",
+    "notified",
 ]
 
 
@@ -228,6 +232,34 @@ class Decision(Immutable):
     held_since: AwareDatetime | None = None
     publish_at: AwareDatetime | None = None
     operator_reason: str | None = None
+    #: The person who decided, for decisions an operator made.
+    operator: str | None = None
+
+
+class Notification(Immutable):
+    """An e-mail the gate asks publish to send about a held item, on ``gate.notifications``.
+
+    At most one per (tenant, item, version, kind): ``held`` once the item has
+    waited the tenant's ``notify_after``, ``escalated`` at its escalation.
+    """
+
+    schema_version: Literal[1] = 1
+    notification_id: NonEmpty
+    kind: Literal["held", "escalated"]
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    audience: Audience
+    title: str
+    unit: str
+    #: Why it waits, in plain Swedish.
+    reasons: list[str]
+    held_since: AwareDatetime
+    publish_at: AwareDatetime
+    #: The item's contact, who gets the e-mail besides the communications desk.
+    contact_email: str | None = None
+    console_url: str
+    decided_at: AwareDatetime
 
 
 class Tick(Immutable):
@@ -248,6 +280,19 @@ class ManualRelease(Immutable):
     reason: NonEmpty
     at: AwareDatetime
     request_id: NonEmpty
+    operator: NonEmpty = "operator"
 
 
-GateCommand = Annotated[Tick | ManualRelease, Field(discriminator="kind")]
+class ManualReject(Immutable):
+    """An operator's audited decision that what is held for one item is not published."""
+
+    kind: Literal["manual_reject"] = "manual_reject"
+    tenant: NonEmpty
+    item_id: ItemId
+    reason: NonEmpty
+    at: AwareDatetime
+    request_id: NonEmpty
+    operator: NonEmpty
+
+
+GateCommand = Annotated[Tick | ManualRelease | ManualReject, Field(discriminator="kind")]

@@ -28,6 +28,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "delivery-receipt": events.DeliveryReceipt,
     "decision": events.Decision,
     "dead-letter": events.DeadLetter,
+    "notification": events.Notification,
 }
 
 

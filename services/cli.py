@@ -28,6 +28,7 @@ from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker, die_with_parent
 from services.runtime.config import ConfigError, Deployment, load_deployment
 from services.runtime.logs import configure_logging
+from services.runtime.operators import OperatorsFileError
 from services.runtime.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _serve(name: str) -> int:
 
     try:
         app, services = _build(name, settings, deployment, registry)
-    except UntestedFaust as exc:
+    except (UntestedFaust, OperatorsFileError) as exc:
         return _fail(str(exc))
     run_worker(app, services, settings.log_level)
     return 0
@@ -166,9 +167,14 @@ def _up() -> int:
                 f"gatekeeper: {name} on http://127.0.0.1:{port} (pid {children[name].pid})",
                 flush=True,
             )
-        if not settings.operator_token:
+        print(
+            f"gatekeeper: hold console on http://127.0.0.1:{settings.gate_port}/console",
+            flush=True,
+        )
+        if not settings.operator_token and not settings.operators_file:
             print(
-                "gatekeeper: GATEKEEPER_OPERATOR_TOKEN is not set; manual release is refused",
+                "gatekeeper: neither GATEKEEPER_OPERATOR_TOKEN nor GATEKEEPER_OPERATORS_FILE "
+                "is set; nobody can log in to the console or release by hand",
                 flush=True,
             )
         print("gatekeeper: running; Ctrl-C stops everything", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,23 @@ import pytest
 LERUM_SECRET = "whsec_" + base64.b64encode(b"lerum-test-secret-0123456789abcd").decode()
 ALE_SECRET = "whsec_" + base64.b64encode(b"ale-test-secret-0123456789abcdef").decode()
 OPERATOR_TOKEN = "test-operator-token"
+#: People in the operators file the end-to-end pipeline runs with: token by name.
+OPERATOR_TOKENS = {
+    "Anna Andersson": "anna-lerum-publisher",
+    "Viktor Viewer": "viktor-lerum-viewer",
+    "Alva Ale": "alva-ale-publisher",
+}
+_DIGESTS = [hashlib.sha256(t.encode()).hexdigest() for t in OPERATOR_TOKENS.values()]
+OPERATORS_YAML = f"""
+operators:
+  - {{name: Anna Andersson, email: anna.andersson@lerum.se, tenants: [lerum], role: publisher,
+     token_sha256: {_DIGESTS[0]}}}
+  - {{name: Viktor Viewer, email: viktor.viewer@lerum.se, tenants: [lerum], role: viewer,
+     token_sha256: {_DIGESTS[1]}}}
+  - {{name: Alva Ale, email: alva@ale.se, tenants: [ale], role: publisher,
+     token_sha256: {_DIGESTS[2]}}}
+"""
+OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SECRETS_ENV = {
     "GATEKEEPER_SECRET_LERUM": LERUM_SECRET,
     "GATEKEEPER_SECRET_ALE": ALE_SECRET,

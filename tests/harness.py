@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
 from services.runtime.broker import EmbeddedBroker, free_port
-from tests.conftest import SECRETS_ENV
+from tests.conftest import OPERATORS_YAML, SECRETS_ENV
 
 SECRETS = {
     "lerum": SECRETS_ENV["GATEKEEPER_SECRET_LERUM"],
@@ -97,6 +97,10 @@ class Pipeline:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
         env.update(SECRETS_ENV)
+        operators = self.workdir / "operators.yaml"
+        if not operators.exists():
+            operators.write_text(OPERATORS_YAML)
+        env["GATEKEEPER_OPERATORS_FILE"] = str(operators)
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
             GATEKEEPER_EMBEDDED_BROKER="true",
@@ -201,6 +205,7 @@ class TopicReader:
 BENCH_SECRETS = {
     "GATEKEEPER_SECRET_LERUM": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
     "GATEKEEPER_SECRET_ALE": "whsec_" + "YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0xMjM0NTY=",
+    "GATEKEEPER_OPERATOR_TOKEN": "bench-operator-token",
 }
 
 

@@ -19,15 +19,17 @@ import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.gate.console import Console
 from services.gate.handler import GateHandler
+from services.gate.history import History
 from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
 from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import policies_of, rules_of
 from services.runtime import topics
-from services.runtime.auth import OperatorAuth
 from services.runtime.config import Deployment
 from services.runtime.metrics import ConsumerLag
+from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
 from services.runtime.streams import (
@@ -58,8 +60,10 @@ def build(
     registry: CollectorRegistry,
     clock: Clock = utcnow,
     *,
+    operators: OperatorDirectory | None = None,
     outbox: Outbox | None = None,
     items: ModelTable[ItemState] | None = None,
+    history: ModelTable[History] | None = None,
 ) -> Gate:
     app = make_app("gate", settings)
     registry.register(ConsumerLag(app))
@@ -70,14 +74,18 @@ def build(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
     table = bytes_table(app, "gate-items", settings.partitions, settings.gate_store)
+    decisions = app.topic(topics.DECISIONS, key_type=bytes, value_type=bytes)
+    history_table = bytes_table(app, "gate-history", settings.partitions, settings.gate_store)
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=rules_of(deployment),
         items=items or FaustModelTable(table, ItemState),
+        history=history or FaustModelTable(history_table, History),
         outbox=outbox or FaustOutbox(app, settings.kafka_write_timeout),
         telemetry=telemetry,
         clock=clock,
         ready=lambda: is_ready(app),
+        console_url=settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console",
     )
 
     async def on_event(event: Any) -> None:
@@ -91,12 +99,19 @@ def build(
         async for event in stream.noack().events():
             await lanes.feed(event)
 
+    @app.agent(decisions)
+    async def record_history(stream: Any) -> None:
+        async for event in stream.events():
+            handler.record_history(inbound(event))
+
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def tick_due() -> None:
         await handler.tick_due()
 
     web_app = base_app(registry, lambda: is_ready(app))
-    operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
-    OperatorApi(handler, OperatorAuth(operator_token), deployment.tenants).add_routes(web_app)
+    operators = operators or operators_from(settings)
+    api = OperatorApi(handler, operators, deployment.tenants)
+    api.add_routes(web_app)
+    Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)
     web_service = WebService(web_app, settings.host, settings.gate_port)
     return Gate(app=app, services=[web_service], web_app=web_app, handler=handler)

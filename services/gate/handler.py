@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.events import AcceptedEvent, DeliveryReceipt, GateCommand, ManualRelease, Tick
-from services.gate import checks
+from schemas.events import (
+    AcceptedEvent,
+    Decision,
+    DeliveryReceipt,
+    GateCommand,
+    ManualReject,
+    ManualRelease,
+    Notification,
+    Tick,
+)
+from services.gate import checks, wording
+from services.gate.history import History
 from services.gate.index import HoldIndex
-from services.gate.machine import Accepted, GatePolicy, Input, ItemState, Receipt, decide
+from services.gate.machine import (
+    Accepted,
+    GatePolicy,
+    Input,
+    ItemState,
+    Notify,
+    Receipt,
+    decide,
+)
 from services.gate.telemetry import GateTelemetry
 from services.runtime import topics
 from services.runtime.keys import ItemKey
@@ -22,7 +41,7 @@ from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRec
 
 __all__ = ["GateHandler"]
 
-_COMMAND: TypeAdapter[Tick | ManualRelease] = TypeAdapter(GateCommand)
+_COMMAND: TypeAdapter[Tick | ManualRelease | ManualReject] = TypeAdapter(GateCommand)
 
 
 class GateHandler:
@@ -34,14 +53,18 @@ class GateHandler:
         policies: Mapping[str, GatePolicy],
         rules: Mapping[str, tuple[checks.Rule, ...]],
         items: ModelTable[ItemState],
+        history: ModelTable[History],
         outbox: Outbox,
         telemetry: GateTelemetry,
         clock: Clock,
         ready: Callable[[], bool],
+        console_url: str = "http://127.0.0.1:8081/console",
     ) -> None:
+        self._console_url = console_url.rstrip("/")
         self._policies = policies
         self._rules = rules
         self._items = items
+        self._history = history
         self._outbox = outbox
         self._telemetry = telemetry
         self._clock = clock
@@ -91,6 +114,14 @@ class GateHandler:
                     OutboundRecord(topics.DECISIONS, raw_key, d.model_dump_json().encode())
                     for d in effects.decisions
                 ),
+                *(
+                    OutboundRecord(
+                        topics.NOTIFICATIONS,
+                        raw_key,
+                        self._notification(state, n, now).model_dump_json().encode(),
+                    )
+                    for n in effects.notifications
+                ),
             ]
         )
         for order in effects.releases:
@@ -109,6 +140,25 @@ class GateHandler:
         # what puts that state on the changelog, if the crash kept it off.
         self._items.put(raw_key, state)
         self._note(raw_key, state)
+
+    def _notification(self, state: ItemState, due: Notify, now: datetime) -> Notification:
+        held, event = due.held, due.held.event
+        return Notification(
+            notification_id=due.notification_id,
+            kind=due.kind,
+            tenant=state.tenant,
+            item_id=state.item_id,
+            version=event.version,
+            audience=due.audience,
+            title=event.title,
+            unit=event.unit,
+            reasons=[wording.reason_text(r) for r in held.reasons],
+            held_since=held.held_since,
+            publish_at=event.publish_at,
+            contact_email=event.contact.email if event.contact else None,
+            console_url=f"{self._console_url}/items/{state.tenant}/{state.item_id}",
+            decided_at=now,
+        )
 
     # -- time -------------------------------------------------------------------------
 
@@ -157,21 +207,52 @@ class GateHandler:
     def state(self, key: ItemKey) -> ItemState | None:
         return self._items.get(key.encode())
 
-    async def request_release(self, key: ItemKey, reason: str) -> str | None:
+    def policy(self, tenant: str) -> GatePolicy | None:
+        return self._policies.get(tenant)
+
+    def history(self, key: ItemKey) -> History:
+        return self._history.get(key.encode()) or History()
+
+    def record_history(self, record: InboundRecord) -> None:
+        """Add a decision from ``gate.decisions`` to its item's history."""
+        if record.key is None or record.value is None:
+            return
+        try:
+            decision = Decision.model_validate_json(record.value)
+        except ValidationError as exc:
+            self._telemetry.undecodable_input(record, exc.error_count())
+            return
+        before = self._history.get(record.key) or History()
+        after = before.add(decision)
+        if after is not before:
+            self._history.put(record.key, after)
+
+    async def request_release(self, key: ItemKey, reason: str, operator: str) -> str | None:
         """Ask for a manual release of what *key* holds; its request id, None if nothing is."""
+        return await self._request(key, reason, operator, release=True)
+
+    async def request_reject(self, key: ItemKey, reason: str, operator: str) -> str | None:
+        """Ask that what *key* holds is not published; its request id, None if nothing is."""
+        return await self._request(key, reason, operator, release=False)
+
+    async def _request(
+        self, key: ItemKey, reason: str, operator: str, *, release: bool
+    ) -> str | None:
         state = self.state(key)
         if key.tenant not in self._policies or state is None or not state.is_held():
             return None
         request_id = str(uuid.uuid4())
-        command = ManualRelease(
-            tenant=key.tenant,
-            item_id=key.item_id,
-            reason=reason,
-            at=self._clock(),
-            request_id=request_id,
-        )
+        fields = {
+            "tenant": key.tenant,
+            "item_id": key.item_id,
+            "reason": reason,
+            "at": self._clock(),
+            "request_id": request_id,
+            "operator": operator,
+        }
+        command = ManualRelease(**fields) if release else ManualReject(**fields)
         await self._outbox.send_all(
             [OutboundRecord(topics.GATE_COMMANDS, key.encode(), command.model_dump_json().encode())]
         )
-        self._telemetry.release_requested(key.tenant, key.item_id, request_id)
+        self._telemetry.operator_requested(command)
         return request_id

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import Field
 
@@ -27,6 +28,7 @@ from schemas.events import (
     Decision,
     DecisionKind,
     DeliveryReceipt,
+    ManualReject,
     ManualRelease,
     ReleaseOrder,
     Sender,
@@ -46,6 +48,7 @@ __all__ = [
     "Receipt",
     "Tick",
     "decide",
+    "sender_for",
 ]
 
 AWAITING_INTERNAL_NOTICE = "awaiting_internal_notice"
@@ -68,6 +71,8 @@ class GatePolicy:
     escalate_after: timedelta = timedelta(hours=4)
     crisis_lane: bool = False
     internal_channels: tuple[str, ...] = ("intranet",)
+    #: When a hold waiting on a person is told by e-mail; None: the tenant has no notifications.
+    notify_after: timedelta | None = None
 
 
 class Held(Immutable):
@@ -79,6 +84,7 @@ class Held(Immutable):
     reasons: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     escalated: bool = False
+    notified: bool = False
 
 
 class ItemState(Immutable):
@@ -91,6 +97,9 @@ class ItemState(Immutable):
     internal_delivered_at: datetime | None = None
     published: dict[str, int] = Field(default_factory=dict)  # channel -> version delivered
     held: dict[str, Held] = Field(default_factory=dict)  # audience -> what waits
+    rejected: dict[str, int] = Field(
+        default_factory=dict
+    )  # audience -> version an operator rejected
     seen_events: tuple[str, ...] = ()
     wake_at: datetime | None = None
 
@@ -112,20 +121,33 @@ class Receipt:
 
 #: Besides these two, the gate's own commands are inputs as they are: a
 #: :class:`~schemas.events.Tick` (time moved on: publish_at, lead or escalation
-#: may be due) and a :class:`~schemas.events.ManualRelease` by an operator.
-Input = Accepted | Receipt | Tick | ManualRelease
+#: may be due), and an operator's :class:`~schemas.events.ManualRelease` or
+#: :class:`~schemas.events.ManualReject`.
+Input = Accepted | Receipt | Tick | ManualRelease | ManualReject
+
+
+@dataclass(frozen=True)
+class Notify:
+    """An e-mail about a hold is due: ``held`` after notify_after, ``escalated`` at escalation."""
+
+    notification_id: str
+    kind: Literal["held", "escalated"]
+    audience: Audience
+    held: Held
 
 
 @dataclass(frozen=True)
 class Effects:
     decisions: tuple[Decision, ...] = ()
     releases: tuple[ReleaseOrder, ...] = ()
+    notifications: tuple[Notify, ...] = ()
 
 
 @dataclass
 class _Out:
     decisions: list[Decision] = field(default_factory=list)
     releases: list[ReleaseOrder] = field(default_factory=list)
+    notifications: list[Notify] = field(default_factory=list)
 
 
 def _id(*parts: object) -> str:
@@ -147,6 +169,7 @@ def _decision(
     held: Held | None = None,
     crisis: bool = False,
     operator_reason: str | None = None,
+    operator: str | None = None,
 ) -> Decision:
     return Decision(
         decision_id=_id(trigger, kind, audience, version),
@@ -165,10 +188,12 @@ def _decision(
         held_since=held.held_since if held else None,
         publish_at=held.event.publish_at if held else None,
         operator_reason=operator_reason,
+        operator=operator,
     )
 
 
-def _sender(policy: GatePolicy, event: ContentEvent) -> Sender:
+def sender_for(policy: GatePolicy, event: ContentEvent) -> Sender:
+    """The sender block an item goes out with: the tenant, and the event's unit and contact."""
     return Sender(
         organization=policy.organization,
         unit=event.unit,
@@ -199,7 +224,7 @@ def _order(
         body=event.body,
         summary=event.summary,
         recipients=event.recipients,
-        sender=_sender(policy, event),
+        sender=sender_for(policy, event),
         images=list(event.images),
         links=list(event.links),
         language=event.language,
@@ -231,8 +256,42 @@ def _wake_at(state: ItemState, policy: GatePolicy, now: datetime) -> datetime | 
             times.append(state.internal_delivered_at + policy.internal_lead)
         if not held.escalated:
             times.append(_escalation_due(held, policy))
+        if policy.notify_after is not None and not held.notified:
+            times.append(_notification_due(held, policy.notify_after))
     future = [t for t in times if t > now]
     return min(future) if future else None
+
+
+def _notification_due(held: Held, notify_after: timedelta) -> datetime:
+    return max(held.held_since, held.event.publish_at) + notify_after
+
+
+def _notify(
+    state: ItemState,
+    out: _Out,
+    held: Held,
+    audience: Audience,
+    now: datetime,
+    kind: Literal["held", "escalated"],
+) -> None:
+    """Ask for an e-mail about *held*, audited as a ``notified`` decision."""
+    trigger = f"{held.event_id}:notify:{kind}"
+    out.notifications.append(Notify(_id(trigger, "notification"), kind, audience, held))
+    out.decisions.append(
+        _decision(
+            "notified",
+            state,
+            now,
+            trigger=trigger,
+            reason=f"e-mail to the contact and the communications desk: {kind}",
+            rule="notify_after" if kind == "held" else "notify_on_escalation",
+            version=held.event.version,
+            audience=audience,
+            channels=held.event.channels,
+            event_id=held.event_id,
+            held=held,
+        )
+    )
 
 
 def _escalation_due(held: Held, policy: GatePolicy) -> datetime:
@@ -254,6 +313,7 @@ def _release(
     rule: str,
     reason: str,
     operator_reason: str | None = None,
+    operator: str | None = None,
 ) -> ItemState:
     event = held.event
     decision = _decision(
@@ -270,6 +330,7 @@ def _release(
         held=held,
         crisis=event.crisis,
         operator_reason=operator_reason,
+        operator=operator,
     )
     out.decisions.append(decision)
     out.releases.append(_order(decision, event, event.channels, policy, now, audience))
@@ -303,6 +364,16 @@ def _evaluate(
             held = held.model_copy(update={"reasons": reasons})
             state = state.model_copy(update={"held": {**state.held, audience: held}})
         waiting_on_more_than_time = any(r != AWAITING_PUBLISH_AT for r in reasons)
+        notify_after = policy.notify_after
+        if (
+            notify_after is not None
+            and not held.notified
+            and waiting_on_more_than_time
+            and now >= _notification_due(held, notify_after)
+        ):
+            held = held.model_copy(update={"notified": True})
+            state = state.model_copy(update={"held": {**state.held, audience: held}})
+            _notify(state, out, held, audience, now, "held")
         if (
             not held.escalated
             and waiting_on_more_than_time
@@ -325,6 +396,8 @@ def _evaluate(
                     held=held,
                 )
             )
+            if notify_after is not None:
+                _notify(state, out, held, audience, now, "escalated")
     return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
@@ -361,14 +434,15 @@ def _on_accepted(
 
     newest = state.latest.get(audience, 0)
     released = state.released.get(audience, 0)
-    if event.version < newest or event.version <= released:
-        note(
-            "stale",
-            f"version {event.version} is older than version {newest} already seen"
-            if event.version < newest
-            else f"version {event.version} was already released",
-            "newest_version_wins",
-        )
+    rejected = state.rejected.get(audience, 0)
+    if event.version < newest or event.version <= released or event.version <= rejected:
+        if event.version < newest:
+            why = f"version {event.version} is older than version {newest} already seen"
+        elif event.version <= released:
+            why = f"version {event.version} was already released"
+        else:
+            why = f"version {event.version} was rejected by an operator; send a newer version"
+        note("stale", why, "newest_version_wins")
         return state
     state = state.model_copy(update={"latest": {**state.latest, audience: event.version}})
 
@@ -521,6 +595,41 @@ def _on_manual_release(
             rule="manual_release",
             reason=f"released by an operator while {', '.join(held.reasons)}",
             operator_reason=inp.reason,
+            operator=inp.operator,
+        )
+    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
+
+
+def _on_manual_reject(
+    state: ItemState, inp: ManualReject, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    """What is held is not published; that version stays rejected until a newer one."""
+    for audience in _AUDIENCES:
+        held = state.held.get(audience)
+        if held is None:
+            continue
+        out.decisions.append(
+            _decision(
+                "rejected_by_operator",
+                state,
+                now,
+                trigger=inp.request_id,
+                reason=f"rejected by an operator while {', '.join(held.reasons) or 'held'}",
+                rule="manual_reject",
+                version=held.event.version,
+                audience=audience,
+                channels=held.event.channels,
+                event_id=held.event_id,
+                held=held,
+                operator_reason=inp.reason,
+                operator=inp.operator,
+            )
+        )
+        state = state.model_copy(
+            update={
+                "held": {a: h for a, h in state.held.items() if a != audience},
+                "rejected": {**state.rejected, audience: held.event.version},
+            }
         )
     return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
@@ -539,4 +648,6 @@ def decide(
             state = _evaluate(state, out, now, policy, f"wake:{now.isoformat()}")
         case ManualRelease():
             state = _on_manual_release(state, inp, now, policy, out)
-    return state, Effects(tuple(out.decisions), tuple(out.releases))
+        case ManualReject():
+            state = _on_manual_reject(state, inp, now, policy, out)
+    return state, Effects(tuple(out.decisions), tuple(out.releases), tuple(out.notifications))

@@ -1,4 +1,10 @@
-"""The gate's operator API: ``GET /v1/held`` and ``POST /v1/held/{tenant}/{item_id}/release``."""
+"""The gate's operator API: list, release and reject held items, as a named person.
+
+``GET /v1/held``, ``POST /v1/held/{tenant}/{item_id}/release`` and
+``POST /v1/held/{tenant}/{item_id}/reject``. Every request needs an operator's
+identity (401); a tenant the person does not act for is not found (404); a
+viewer may look but not act (403). Nothing changes on a refusal.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from services.gate import wording
 from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
-from services.runtime.auth import OperatorAuth
 from services.runtime.keys import ItemKey
-from services.runtime.web import problem, refuse_operator
+from services.runtime.operators import Identity, OperatorDirectory
+from services.runtime.web import forbidden, identify, problem, unauthorized
 
 __all__ = ["OperatorApi", "held_rows"]
 
@@ -26,94 +33,143 @@ def held_rows(state: ItemState) -> list[dict[str, Any]]:
             "version": held.event.version,
             "audience": audience,
             "channels": list(held.event.channels),
+            "unit": held.event.unit,
+            "title": held.event.title,
             "reasons": list(held.reasons),
+            "findings": [f.as_dict() for f in wording.findings(held)],
             "held_since": held.held_since.isoformat(),
             "publish_at": held.event.publish_at.isoformat(),
             "escalated": held.escalated,
             "event_id": held.event_id,
-            "title": held.event.title,
             "warnings": list(held.warnings),
         }
         for audience, held in sorted(state.held.items())
     ]
 
 
+def _not_found(request: web.Request, tenant: str, item_id: str) -> web.Response:
+    return problem(
+        404,
+        "Not held",
+        f"Nothing is held for {tenant}/{item_id}.",
+        slug="not-held",
+        instance=request.path,
+    )
+
+
+def _reason_required(request: web.Request, what: str) -> web.Response:
+    return problem(
+        422,
+        "Reason required",
+        f"Give the {what} a reason.",
+        slug="schema-violation",
+        instance=request.path,
+        extra={
+            "errors": [
+                {
+                    "field": "reason",
+                    "pointer": "#/reason",
+                    "detail": "a non-empty string is required",
+                }
+            ]
+        },
+    )
+
+
 class OperatorApi:
     """aiohttp routes over a :class:`GateHandler`."""
 
-    #: How long a release request waits to see the item released before answering 202.
-    release_wait_seconds = 5.0
+    #: How long an action waits to see the item leave the held list before answering 202.
+    wait_seconds = 5.0
 
-    def __init__(self, handler: GateHandler, auth: OperatorAuth, tenants: Collection[str]) -> None:
+    def __init__(
+        self, handler: GateHandler, operators: OperatorDirectory, tenants: Collection[str]
+    ) -> None:
         self._handler = handler
-        self._auth = auth
+        self._operators = operators
         self._tenants = tenants
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/held", self.list_held)
         app.router.add_post("/v1/held/{tenant}/{item_id}/release", self.release)
+        app.router.add_post("/v1/held/{tenant}/{item_id}/reject", self.reject)
 
-    async def list_held(self, request: web.Request) -> web.Response:
-        tenant = request.query.get("tenant")
-        if tenant is not None and tenant not in self._tenants:
-            return problem(
-                404,
-                "Unknown tenant",
-                f"No tenant {tenant!r}.",
-                slug="unknown-tenant",
-                instance=request.path_qs,
-            )
+    def rows_for(self, who: Identity, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The held rows *who* may see, oldest hold first."""
         rows = [
             row
             for state in self._handler.held()
-            if tenant is None or state.tenant == tenant
+            if who.acts_for(state.tenant) and (tenant is None or state.tenant == tenant)
             for row in held_rows(state)
         ]
         rows.sort(key=lambda r: (r["held_since"], r["tenant"], r["item_id"]))
+        return rows
+
+    async def list_held(self, request: web.Request) -> web.Response:
+        who = identify(request, self._operators)
+        if who is None:
+            return unauthorized(request)
+        tenant = request.query.get("tenant")
+        if tenant is not None and (tenant not in self._tenants or not who.acts_for(tenant)):
+            return problem(
+                404,
+                "Unknown tenant",
+                f"No tenant {tenant!r} for {who.name}.",
+                slug="unknown-tenant",
+                instance=request.path_qs,
+            )
+        rows = self.rows_for(who, tenant)
         return web.json_response({"held": rows, "count": len(rows)})
 
     async def release(self, request: web.Request) -> web.Response:
-        refused = refuse_operator(request, self._auth)
-        if refused is not None:
-            return refused
-        path = request.path
+        return await self._act(request, release=True)
+
+    async def reject(self, request: web.Request) -> web.Response:
+        return await self._act(request, release=False)
+
+    async def _act(self, request: web.Request, *, release: bool) -> web.Response:
+        who = identify(request, self._operators)
+        if who is None:
+            return unauthorized(request)
+        key = ItemKey(request.match_info["tenant"], request.match_info["item_id"])
+        if key.tenant not in self._tenants or not who.acts_for(key.tenant):
+            return _not_found(request, key.tenant, key.item_id)
+        if not who.may_act:
+            return forbidden(request, who)
         reason = await _reason(request)
         if reason is None:
-            return problem(
-                422,
-                "Reason required",
-                "Give the release a reason.",
-                slug="schema-violation",
-                instance=path,
-                extra={
-                    "errors": [
-                        {
-                            "field": "reason",
-                            "pointer": "#/reason",
-                            "detail": "a non-empty string is required",
-                        }
-                    ]
-                },
-            )
-        key = ItemKey(request.match_info["tenant"], request.match_info["item_id"])
-        request_id = await self._handler.request_release(key, reason)
+            return _reason_required(request, "release" if release else "rejection")
+        status, request_id = await self.decide(key, reason, who, release=release)
         if request_id is None:
-            return problem(
-                404,
-                "Not held",
-                f"Nothing is held for {key.tenant}/{key.item_id}.",
-                slug="not-held",
-                instance=path,
-            )
-        answer = {"request_id": request_id, "tenant": key.tenant, "item_id": key.item_id}
-        if await self._released(key):
-            return web.json_response({"status": "released", **answer})
-        return web.json_response({"status": "requested", **answer}, status=202)
+            return _not_found(request, key.tenant, key.item_id)
+        answer = {
+            "status": status,
+            "request_id": request_id,
+            "tenant": key.tenant,
+            "item_id": key.item_id,
+            "operator": who.name,
+        }
+        return web.json_response(answer, status=202 if status == "requested" else 200)
 
-    async def _released(self, key: ItemKey) -> bool:
-        """Wait a little for the gate's agent to decide the release it was sent."""
+    async def decide(
+        self, key: ItemKey, reason: str, who: Identity, *, release: bool
+    ) -> tuple[str, str | None]:
+        """Ask the gate to release or reject; ``(status, request id)``, the id None when
+        nothing is held. The status is "released"/"rejected" once the gate decided it,
+        "requested" while it has not yet."""
+        if release:
+            request_id = await self._handler.request_release(key, reason, who.name)
+        else:
+            request_id = await self._handler.request_reject(key, reason, who.name)
+        if request_id is None:
+            return "not_held", None
+        done = "released" if release else "rejected"
+        return (done if await self._decided(key) else "requested"), request_id
+
+    async def _decided(self, key: ItemKey) -> bool:
+        """Wait a little for the gate's agent to decide what it was sent."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.release_wait_seconds
+        deadline = loop.time() + self.wait_seconds
         while True:
             current = self._handler.state(key)
             if current is not None and not current.is_held():

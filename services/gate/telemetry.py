@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.events import Decision, ReleaseOrder
+from schemas.events import Decision, ManualReject, ManualRelease, ReleaseOrder
 from services.gate.machine import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
@@ -66,6 +66,12 @@ class GateTelemetry:
             ["tenant"],
             registry=registry,
         )
+        self.manual_rejects = Counter(
+            "gatekeeper_gate_manual_rejects_total",
+            "Held items an operator rejected.",
+            ["tenant"],
+            registry=registry,
+        )
         self.releases = Counter(
             "gatekeeper_gate_releases_total",
             "Release orders sent to publish, by tenant and audience.",
@@ -88,6 +94,7 @@ class GateTelemetry:
             self.escalate_after.labels(tenant).set(after.total_seconds())
             self.escalations.labels(tenant)
             self.manual_releases.labels(tenant)
+            self.manual_rejects.labels(tenant)
             self.latency.labels(tenant)
             for audience in ("internal", "external"):
                 self.releases.labels(tenant, audience)
@@ -99,6 +106,8 @@ class GateTelemetry:
             self.escalations.labels(decision.tenant).inc()
         elif decision.kind == "overridden":
             self.manual_releases.labels(decision.tenant).inc()
+        elif decision.kind == "rejected_by_operator":
+            self.manual_rejects.labels(decision.tenant).inc()
         log.info(
             f"decision.{decision.kind}",
             tenant=decision.tenant,
@@ -110,6 +119,7 @@ class GateTelemetry:
             rule=decision.rule,
             reason=decision.reason,
             channels=decision.channels,
+            operator=decision.operator,
         )
 
     def released(self, order: ReleaseOrder, latency: float | None) -> None:
@@ -131,9 +141,14 @@ class GateTelemetry:
     def unkeyed_input(self, record: InboundRecord) -> None:
         log.error("input.unkeyed", topic=record.topic, offset=record.offset)
 
-    def release_requested(self, tenant: str, item_id: str, request_id: str) -> None:
+    def operator_requested(self, command: ManualRelease | ManualReject) -> None:
+        what = "release" if isinstance(command, ManualRelease) else "reject"
         log.info(
-            "operator.release_requested", tenant=tenant, item_id=item_id, request_id=request_id
+            f"operator.{what}_requested",
+            tenant=command.tenant,
+            item_id=command.item_id,
+            request_id=command.request_id,
+            operator=command.operator,
         )
 
     def holds(

@@ -23,6 +23,7 @@ def _policy(tenant: Tenant) -> GatePolicy:
         escalate_after=tenant.policy.escalate_after,
         crisis_lane=tenant.policy.crisis_lane,
         internal_channels=tuple(c.name for c in tenant.channels if c.audience == "internal"),
+        notify_after=tenant.notifications.notify_after if tenant.notifications else None,
     )
 
 

@@ -32,9 +32,9 @@ from services.publish.operator_api import OperatorApi
 from services.publish.telemetry import PublishTelemetry
 from services.publish.transports import transports_of
 from services.runtime import topics
-from services.runtime.auth import OperatorAuth
 from services.runtime.config import Deployment
 from services.runtime.metrics import ConsumerLag
+from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
 from services.runtime.streams import (
@@ -64,6 +64,7 @@ def build(
     registry: CollectorRegistry,
     clock: Clock = utcnow,
     *,
+    operators: OperatorDirectory | None = None,
     outbox: Outbox | None = None,
     records: ModelTable[Delivery] | None = None,
     transports: Transports | None = None,
@@ -74,7 +75,13 @@ def build(
         registry,
         {name: [c.name for c in t.channels] for name, t in deployment.tenants.items()},
     )
-    inputs = app.topic(topics.RELEASES, topics.PUBLISH_OUTCOMES, key_type=bytes, value_type=bytes)
+    inputs = app.topic(
+        topics.RELEASES,
+        topics.PUBLISH_OUTCOMES,
+        topics.NOTIFICATIONS,
+        key_type=bytes,
+        value_type=bytes,
+    )
     table = bytes_table(app, "publish-deliveries", settings.partitions)
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
     transports = transports or transports_of(deployment, clock)
@@ -105,8 +112,8 @@ def build(
         await handler.resume_pending()
 
     web_app = base_app(registry, lambda: is_ready(app))
-    operator_token = settings.operator_token.get_secret_value() if settings.operator_token else None
-    OperatorApi(handler, OperatorAuth(operator_token)).add_routes(web_app)
+    operators = operators or operators_from(settings)
+    OperatorApi(handler, operators).add_routes(web_app)
 
     async def close_transports(_: web.Application) -> None:
         # Webhook connections close with the HTTP server, on the way out.

@@ -134,6 +134,9 @@ class Delivery(Immutable):
     attempts: int = 0
     error: str | None = None
     updated_at: datetime
+    #: A publication goes to a channel and is receipted and archived; a notification
+    #: is an e-mail about a held item, neither receipted nor archived.
+    kind: Literal["publication", "notification"] = "publication"
 
 
 class Outcome(Immutable):
@@ -147,8 +150,14 @@ class Outcome(Immutable):
     at: datetime
 
 
-def pending(order: ReleaseOrder, channel: str, now: datetime) -> Delivery:
+def pending(
+    order: ReleaseOrder,
+    channel: str,
+    now: datetime,
+    kind: Literal["publication", "notification"] = "publication",
+) -> Delivery:
     return Delivery(
+        kind=kind,
         key=delivery_key(order, channel),
         delivery_id=webhook_id(order, channel),
         status="pending",

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from schemas.events import ReleaseOrder
-from services.publish import delivery
+from schemas.events import Contact, Notification, ReleaseOrder, Sender
+from services.publish import delivery, notifications
 from services.publish.attempts import Attempts
 from services.publish.delivery import Delivery, Outcome
 from services.publish.machine import (
@@ -69,6 +69,8 @@ class PublishHandler:
         try:
             if record.topic == topics.RELEASES:
                 await self.on_order(ReleaseOrder.model_validate_json(record.value))
+            elif record.topic == topics.NOTIFICATIONS:
+                await self.on_notification(Notification.model_validate_json(record.value))
             else:
                 await self.on_outcome(Outcome.model_validate_json(record.value))
         except ValidationError as exc:
@@ -87,6 +89,33 @@ class PublishHandler:
             transport = channel.transport
             topic = transport.topic if isinstance(transport, KafkaTransport) else None
             await self._step(delivery.delivery_key(order, name), Order(order, name, topic))
+
+    async def on_notification(self, notification: Notification) -> None:
+        """An e-mail about a held item, to its contact and the tenant's communications desk."""
+        tenant = self._deployment.tenants.get(notification.tenant)
+        if tenant is None or tenant.notifications is None:
+            self._telemetry.unknown_tenant(notification.tenant, notification.item_id)
+            return
+        recipients = list(tenant.notifications.desk)
+        if notification.contact_email and notification.contact_email not in recipients:
+            recipients.insert(0, notification.contact_email)
+        sender = tenant.sender
+        order = notifications.order_for(
+            notification,
+            Sender(
+                organization=sender.organization,
+                unit=notification.unit,
+                contact=Contact(
+                    name=sender.contact.name, email=sender.contact.email, phone=sender.contact.phone
+                ),
+                logo_url=sender.logo_url,
+                website=sender.website,
+            ),
+            recipients,
+        )
+        channel = notifications.channel_of(notification.kind)
+        inp = Order(order, channel, None, notification=True)
+        await self._step(delivery.delivery_key(order, channel), inp)
 
     async def on_outcome(self, outcome: Outcome) -> None:
         if outcome.kind != "redeliver":
@@ -110,7 +139,7 @@ class PublishHandler:
             case WriteToTopic(record, topic, payload):
                 headers = [("gatekeeper-delivery-id", record.delivery_id.encode())]
                 return [OutboundRecord(topic, _item_key(record), payload, headers)]
-            case Delivered(record, payload, receipt):
+            case Delivered(record, payload, receipt) if receipt is not None:
                 archived = delivery.archive_record(record.channel, payload, record.updated_at)
                 archived["delivery_id"] = record.delivery_id
                 key = _item_key(record)
@@ -172,14 +201,13 @@ class PublishHandler:
         )
         return sorted(found, key=lambda r: r.updated_at)
 
-    async def request_redelivery(self, delivery_id: str) -> bool:
-        """Ask for a dead letter to be tried again; False when there is no such dead letter."""
-        record = next((r for r in self.dead_letters() if r.delivery_id == delivery_id), None)
-        if record is None:
-            return False
+    def dead_letter(self, delivery_id: str) -> Delivery | None:
+        return next((r for r in self.dead_letters() if r.delivery_id == delivery_id), None)
+
+    async def request_redelivery(self, record: Delivery) -> None:
+        """Ask for a dead letter to be tried again."""
         outcome = Outcome(kind="redeliver", key=record.key, at=self._clock())
         value = outcome.model_dump_json().encode()
         await self._outbox.send_all(
             [OutboundRecord(topics.PUBLISH_OUTCOMES, _item_key(record), value)]
         )
-        return True

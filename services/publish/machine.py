@@ -44,6 +44,8 @@ class Order:
     order: ReleaseOrder
     channel: str
     topic: str | None
+    #: An e-mail about a held item rather than a publication: no receipt, no archive.
+    notification: bool = False
 
 
 Input = Order | Outcome
@@ -68,11 +70,12 @@ class StartAttempts:
 
 @dataclass(frozen=True)
 class Delivered:
-    """The receiver has it: archive it exactly as sent and send the gate its receipt."""
+    """The receiver has it: a publication is archived exactly as sent and the gate gets
+    its receipt; a notification has neither."""
 
     record: Delivery
     payload: bytes
-    receipt: DeliveryReceipt
+    receipt: DeliveryReceipt | None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class DeadLettered:
 Effect = WriteToTopic | StartAttempts | Delivered | Duplicate | DeadLettered
 
 
+def _receipt(record: Delivery, now: datetime) -> DeliveryReceipt | None:
+    if record.kind == "notification":
+        return None
+    return receipt_for(record.order, record.channel, now)
+
+
 def _delivered(record: Delivery, attempts: int, now: datetime) -> Delivery:
     return record.model_copy(
         update={"status": "delivered", "attempts": attempts, "error": None, "updated_at": now}
@@ -104,20 +113,24 @@ def _on_order(
 ) -> tuple[Delivery | None, tuple[Effect, ...]]:
     if record is not None and record.status != "pending":
         receipt = (
-            receipt_for(inp.order, inp.channel, record.updated_at)
+            _receipt(record.model_copy(update={"order": inp.order}), record.updated_at)
             if record.status == "delivered"
             else None
         )
         return record, (Duplicate(record, receipt),)
     # A pending record seen again means the order is replayed after a crash in
     # the middle of it: finish it, under the same delivery id.
-    record = record or pending(inp.order, inp.channel, now)
+    record = record or pending(
+        inp.order, inp.channel, now, "notification" if inp.notification else "publication"
+    )
     if inp.topic is None:
         return record, (StartAttempts(record),)
     payload = notice_for(inp.order, inp.channel).model_dump_json().encode()
     done = _delivered(record, 1, now)
-    receipt = receipt_for(done.order, done.channel, now)
-    return done, (WriteToTopic(record, inp.topic, payload), Delivered(done, payload, receipt))
+    return done, (
+        WriteToTopic(record, inp.topic, payload),
+        Delivered(done, payload, _receipt(done, now)),
+    )
 
 
 def _on_outcome(
@@ -128,7 +141,7 @@ def _on_outcome(
     if inp.kind == "delivered" and record.status == "pending":
         done = _delivered(record, inp.attempts, now)
         payload = (inp.payload or "").encode()
-        return done, (Delivered(done, payload, receipt_for(done.order, done.channel, now)),)
+        return done, (Delivered(done, payload, _receipt(done, now)),)
     if inp.kind == "failed" and record.status == "pending":
         dead = record.model_copy(
             update={

@@ -6,16 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.publish.handler import PublishHandler
-from services.runtime.auth import OperatorAuth
-from services.runtime.web import problem, refuse_operator
+from services.runtime.operators import OperatorDirectory
+from services.runtime.web import forbidden, identify, problem, unauthorized
 
 __all__ = ["OperatorApi"]
 
 
 class OperatorApi:
-    def __init__(self, handler: PublishHandler, auth: OperatorAuth) -> None:
+    def __init__(self, handler: PublishHandler, operators: OperatorDirectory) -> None:
         self._handler = handler
-        self._auth = auth
+        self._operators = operators
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/dead-letters", self.list_dead)
@@ -39,11 +39,12 @@ class OperatorApi:
         return web.json_response({"dead_letters": rows, "count": len(rows)})
 
     async def redeliver(self, request: web.Request) -> web.Response:
-        refused = refuse_operator(request, self._auth)
-        if refused is not None:
-            return refused
+        who = identify(request, self._operators)
+        if who is None:
+            return unauthorized(request)
         wanted = request.match_info["delivery_id"]
-        if not await self._handler.request_redelivery(wanted):
+        record = self._handler.dead_letter(wanted)
+        if record is None or not who.acts_for(record.order.tenant):
             return problem(
                 404,
                 "No such dead letter",
@@ -51,6 +52,9 @@ class OperatorApi:
                 slug="not-found",
                 instance=request.path,
             )
+        if not who.may_act:
+            return forbidden(request, who)
+        await self._handler.request_redelivery(record)
         return web.json_response(
             {"status": "redelivery requested", "delivery_id": wanted}, status=202
         )

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import aiohttp
 from standardwebhooks import Webhook
 
-from services.publish import delivery
+from services.publish import delivery, notifications
 from services.publish.channels import DeliveryFailed, Transport, Transports
 from services.publish.delivery import Delivery
 from services.runtime.config import Deployment, SmtpTransport, WebhookTransport
@@ -59,30 +59,56 @@ class WebhookChannel:
 
 
 class SmtpChannel:
-    """A plain-text e-mail, the sender block as its signature."""
+    """A plain-text e-mail, the sender block as its signature.
 
-    def __init__(self, config: SmtpTransport) -> None:
-        self.max_attempts = config.max_attempts
-        self._config = config
+    A channel's e-mail goes to the channel's recipients; a notification (no
+    recipients configured) to the ones its order names.
+    """
 
-    async def deliver(self, record: Delivery, payload: bytes) -> bytes:
-        config = self._config
-        subject, text = delivery.render_email(record.order)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        from_: str,
+        max_attempts: int,
+        recipients: tuple[str, ...] = (),
+    ) -> None:
+        self.max_attempts = max_attempts
+        self._host = host
+        self._port = port
+        self._from = from_
+        self._recipients = recipients
+
+    def _message(self, record: Delivery) -> EmailMessage:
+        order = record.order
+        if self._recipients:
+            subject, text = delivery.render_email(order)
+            to = list(self._recipients)
+        else:
+            subject, text = (
+                order.title,
+                "\n".join([order.body, "", *delivery.signature_lines(order.sender)]),
+            )
+            to = [r.strip() for r in order.recipients.split(",") if r.strip()]
         message = EmailMessage()
-        message["From"] = config.from_
-        message["To"] = ", ".join(config.recipients)
+        message["From"] = self._from
+        message["To"] = ", ".join(to)
         message["Subject"] = subject
         message["Message-ID"] = f"<{record.delivery_id}@gatekeeper>"
-        message.set_content(text)
+        message.set_content(text + ("" if text.endswith("\n") else "\n"))
+        return message
+
+    async def deliver(self, record: Delivery, payload: bytes) -> bytes:
+        message = self._message(record)
 
         def send() -> None:
-            with smtplib.SMTP(config.host, config.port, timeout=30) as smtp:
+            with smtplib.SMTP(self._host, self._port, timeout=30) as smtp:
                 smtp.send_message(message)
 
         try:
             await asyncio.to_thread(send)
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryFailed(f"{type(exc).__name__} from {config.host}") from exc
+            raise DeliveryFailed(f"{type(exc).__name__} from {self._host}") from exc
         return message.as_bytes()
 
     async def close(self) -> None:
@@ -99,5 +125,12 @@ def transports_of(deployment: Deployment, clock: Clock) -> Transports:
             if isinstance(config, WebhookTransport):
                 found[(name, channel.name)] = WebhookChannel(config, signer, clock)
             elif isinstance(config, SmtpTransport):
-                found[(name, channel.name)] = SmtpChannel(config)
+                found[(name, channel.name)] = SmtpChannel(
+                    config.host, config.port, config.from_, config.max_attempts, config.recipients
+                )
+        if tenant.notifications is not None:
+            relay = tenant.notifications.smtp
+            mail = SmtpChannel(relay.host, relay.port, relay.from_, relay.max_attempts)
+            for kind in ("held", "escalated"):
+                found[(name, notifications.channel_of(kind))] = mail
     return Transports(found)

@@ -33,6 +33,8 @@ __all__ = [
     "ContentCheck",
     "Deployment",
     "KafkaTransport",
+    "NotificationSmtp",
+    "Notifications",
     "Policy",
     "SenderIdentity",
     "SmtpTransport",
@@ -136,6 +138,36 @@ Transport = Annotated[
 ]
 
 
+class NotificationSmtp(_Model):
+    """The mail relay notification e-mails go out through."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    from_: str = Field(alias="from", min_length=3)
+    max_attempts: int = Field(default=8, ge=1)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Notifications(_Model):
+    """E-mail to the item's contact and the communications desk about what waits.
+
+    Sent once when an item has waited ``notify_after`` for something a person
+    must do (not merely for its publication time), and once more at escalation.
+    """
+
+    notify_after: timedelta = timedelta(minutes=30)
+    desk: tuple[str, ...] = Field(min_length=1)
+    smtp: NotificationSmtp
+
+    @field_validator("notify_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
 class Channel(_Model):
     name: Name
     audience: Literal["internal", "external"]
@@ -149,6 +181,7 @@ class Tenant(_Model):
     outbound_secret_env: EnvName | None = None
     policy: Policy = Policy()
     channels: tuple[Channel, ...] = Field(min_length=1)
+    notifications: Notifications | None = None
 
     @model_validator(mode="after")
     def _channels(self) -> Tenant:

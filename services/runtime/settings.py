@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = Field(
         default=None, validation_alias=_env("GATEKEEPER_OPERATOR_TOKEN")
     )
+    operators_file: Path | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_OPERATORS_FILE")
+    )
+    #: A header set by a trusted authenticating proxy (e.g. oauth2-proxy's
+    #: ``X-Forwarded-Email``) that names the operator by e-mail. Only set it when
+    #: every request to the gate passes that proxy.
+    trusted_proxy_header: str | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_TRUSTED_PROXY_HEADER")
+    )
+    #: The console's public address, for links in notifications.
+    console_url: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_CONSOLE_URL"))
     #: The broker is the embedded single-node one (short group timeouts, one
     #: record per produce batch so its offsets answer truthfully).
     embedded_broker: bool = Field(

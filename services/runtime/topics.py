@@ -17,6 +17,7 @@ __all__ = [
     "DECISIONS",
     "GATE_COMMANDS",
     "MAX_MESSAGE_BYTES",
+    "NOTIFICATIONS",
     "PIPELINE_TOPICS",
     "PUBLISH_ARCHIVE",
     "PUBLISH_DLQ",
@@ -32,6 +33,7 @@ CMS_EVENTS_DLQ = "cms.events.dlq"  # what ingest refused: original bytes, reason
 ACCEPTED = "cms.accepted"  # AcceptedEvent: validated, deduplicated, for the gate
 GATE_COMMANDS = "gate.commands"  # Tick and ManualRelease, for the gate's own timeline
 DECISIONS = "gate.decisions"  # Decision: the audit trail
+NOTIFICATIONS = "gate.notifications"  # Notification: e-mails about held items, for publish
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
@@ -47,6 +49,7 @@ PIPELINE_TOPICS = (
     ACCEPTED,
     GATE_COMMANDS,
     DECISIONS,
+    NOTIFICATIONS,
     RELEASES,
     RECEIPTS,
     PUBLISH_ARCHIVE,

@@ -9,9 +9,9 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from services.runtime.auth import OperatorAuth
+from services.runtime.operators import Identity, OperatorDirectory
 
-__all__ = ["WebService", "base_app", "problem", "refuse_operator"]
+__all__ = ["WebService", "base_app", "forbidden", "identify", "problem", "unauthorized"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -39,15 +39,31 @@ def problem(
     return web.json_response(body, status=status, content_type=PROBLEM_JSON)
 
 
-def refuse_operator(request: web.Request, auth: OperatorAuth) -> web.Response | None:
-    """401 problem+json unless the request carries the operator token; None when it does."""
-    if auth.allows(request.headers.get("Authorization")):
-        return None
-    return problem(
+def identify(request: web.Request, operators: OperatorDirectory) -> Identity | None:
+    """The operator behind a request: its bearer token, else a trusted proxy's header."""
+    return operators.by_authorization(request.headers.get("Authorization")) or (
+        operators.by_proxy(request.headers)
+    )
+
+
+def unauthorized(request: web.Request) -> web.Response:
+    response = problem(
         401,
         "Unauthorized",
-        "A valid operator bearer token is required.",
+        "An operator's bearer token is required.",
         slug="unauthorized",
+        instance=request.path,
+    )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="gatekeeper"'
+    return response
+
+
+def forbidden(request: web.Request, who: Identity) -> web.Response:
+    return problem(
+        403,
+        "Forbidden",
+        f"{who.name} is a {who.role}; only a publisher may do this.",
+        slug="forbidden",
         instance=request.path,
     )
 

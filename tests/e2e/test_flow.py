@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import content_event, internal_notice
+from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
 from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 
@@ -19,7 +19,11 @@ def test_external_item_waits_for_its_internal_notice(
     assert posted.status_code == 202
     external_event_id = posted.json()["event_id"]
     held = wait_until(
-        lambda: [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item],
+        lambda: [
+            h
+            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+            if h["item_id"] == item
+        ],
         20,
         "the external item in GET /v1/held",
     )
@@ -41,7 +45,11 @@ def test_external_item_waits_for_its_internal_notice(
     assert web[0]["sender"]["unit"] == "Sektor Lärande"
     assert web[0]["sender"]["website"] == "https://www.lerum.se"
     assert topics.wait_for("external.social", key, lambda v: len(v) == 1)[0]["item_id"] == item
-    assert not [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item]
+    assert not [
+        h
+        for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+        if h["item_id"] == item
+    ]
 
     decisions = topics.json_for("gate.decisions", key)
     kinds = [(d["kind"], d["audience"]) for d in decisions]
@@ -97,7 +105,9 @@ def test_tenants_are_kept_apart(pipeline: Pipeline, topics: TopicReader) -> None
     wait_until(
         lambda: [
             h
-            for h in httpx.get(f"{pipeline.services['gate'].url}/v1/held?tenant=ale").json()["held"]
+            for h in httpx.get(
+                f"{pipeline.services['gate'].url}/v1/held?tenant=ale", headers=OPERATOR_AUTH
+            ).json()["held"]
             if h["item_id"] == item
         ],
         20,

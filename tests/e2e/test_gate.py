@@ -12,12 +12,16 @@ import pytest
 import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
-from tests.conftest import OPERATOR_TOKEN, content_event, internal_notice
+from tests.conftest import OPERATOR_AUTH, OPERATOR_TOKEN, content_event, internal_notice
 from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 
 def _held(gate: str, item: str, query: str = "") -> list[dict]:
-    return [h for h in httpx.get(f"{gate}/v1/held{query}").json()["held"] if h["item_id"] == item]
+    return [
+        h
+        for h in httpx.get(f"{gate}/v1/held{query}", headers=OPERATOR_AUTH).json()["held"]
+        if h["item_id"] == item
+    ]
 
 
 def _release(gate: str, tenant: str, item: str, token: str | None, body: object) -> httpx.Response:
@@ -37,7 +41,7 @@ def test_held_list_filters_by_tenant(pipeline: Pipeline) -> None:
     wait_until(lambda: _held(gate, item), 20, "held item")
     assert _held(gate, item, "?tenant=ale")[0]["tenant"] == "ale"
     assert _held(gate, item, "?tenant=lerum") == []
-    assert httpx.get(f"{gate}/v1/held?tenant=oslo").status_code == 404
+    assert httpx.get(f"{gate}/v1/held?tenant=oslo", headers=OPERATOR_AUTH).status_code == 404
 
 
 def test_manual_release_needs_the_operator_token_and_is_audited(
@@ -109,7 +113,7 @@ def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats
             len(
                 [
                     h
-                    for h in httpx.get(f"{gate.url}/v1/held").json()["held"]
+                    for h in httpx.get(f"{gate.url}/v1/held", headers=OPERATOR_AUTH).json()["held"]
                     if h["item_id"] in items
                 ]
             )
@@ -123,7 +127,10 @@ def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats
     assert bool(on_disk) == (store == "rocksdb"), on_disk
     gate.stop(signal.SIGKILL)
     gate.start()
-    held = {h["item_id"]: h for h in httpx.get(f"{gate.url}/v1/held").json()["held"]}
+    held = {
+        h["item_id"]: h
+        for h in httpx.get(f"{gate.url}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+    }
     assert set(items) <= set(held), "a held item was lost in the crash"
     assert all(held[i]["reasons"] == ["awaiting_internal_notice"] for i in items)
 
@@ -150,7 +157,9 @@ def test_gate_killed_while_holding_and_after_releasing_loses_nothing_and_repeats
     wait_until(
         lambda: (
             not [
-                h for h in httpx.get(f"{gate.url}/v1/held").json()["held"] if h["item_id"] in items
+                h
+                for h in httpx.get(f"{gate.url}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+                if h["item_id"] in items
             ]
         ),
         10,

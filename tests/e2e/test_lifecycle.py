@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import content_event, internal_notice
+from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
 from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
 
 
@@ -56,7 +56,11 @@ def test_retract_cancels_what_is_held(pipeline: Pipeline, topics: TopicReader) -
     key = f"lerum:{item}"
     assert post_event(ingest, content_event(item_id=item)).status_code == 202
     wait_until(
-        lambda: [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item],
+        lambda: [
+            h
+            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+            if h["item_id"] == item
+        ],
         20,
         "held",
     )
@@ -64,7 +68,11 @@ def test_retract_cancels_what_is_held(pipeline: Pipeline, topics: TopicReader) -
     assert post_event(ingest, retract).status_code == 202
     wait_until(
         lambda: (
-            not [h for h in httpx.get(f"{gate}/v1/held").json()["held"] if h["item_id"] == item]
+            not [
+                h
+                for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+                if h["item_id"] == item
+            ]
         ),
         20,
         "no longer held",
@@ -104,7 +112,7 @@ def test_crisis_is_held_where_the_lane_is_off(pipeline: Pipeline) -> None:
     held = wait_until(
         lambda: [
             h
-            for h in httpx.get(f"{gate}/v1/held?tenant=ale").json()["held"]
+            for h in httpx.get(f"{gate}/v1/held?tenant=ale", headers=OPERATOR_AUTH).json()["held"]
             if h["item_id"] == item
         ],
         20,

@@ -146,6 +146,19 @@ def test_gate_with_persistence_keeps_rocksdb_on_its_own_claim() -> None:
         assert next(v for v in volumes if v["name"] == "data")["emptyDir"] == {}
 
 
+def test_operators_file_comes_from_its_secret_when_named() -> None:
+    pod, env = _gate(_render(PRODUCTION))
+    assert env["GATEKEEPER_OPERATORS_FILE"] == "/etc/gatekeeper-operators/operators.yaml"
+    assert env["GATEKEEPER_TRUSTED_PROXY_HEADER"] == "X-Forwarded-Email"
+    volume = next(v for v in pod["volumes"] if v["name"] == "operators")
+    assert volume["secret"]["secretName"] == "gatekeeper-operators"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "operators")
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/gatekeeper-operators", True)
+    pod, env = _gate(_render(None))
+    assert "GATEKEEPER_OPERATORS_FILE" not in env
+    assert not [v for v in pod["volumes"] if v["name"] == "operators"]
+
+
 def test_monitoring_objects_point_at_the_services(manifests: list[dict[str, Any]]) -> None:
     services = [m for m in manifests if m["kind"] == "Service"]
     monitor = next(m for m in manifests if m["kind"] == "ServiceMonitor")

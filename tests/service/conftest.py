@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,11 @@ import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
 from tests.conftest import SECRETS_ENV
+
+
+def sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from schemas.events import AcceptedEvent, ContentEvent
+from services.gate.console import Console
 from services.gate.handler import GateHandler
+from services.gate.history import History
 from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
 from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import policies_of, rules_of
 from services.runtime import topics
-from services.runtime.auth import OperatorAuth
 from services.runtime.config import Deployment
 from services.runtime.memory import DictModelTable, MemoryOutbox
+from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.conftest import OPERATOR_TOKEN, content_event
-from tests.service.conftest import FakeClock
+from tests.service.conftest import FakeClock, sha256
+
+ANNA = Identity("Anna Andersson", "anna.andersson@lerum.se", frozenset({"lerum"}), "publisher")
+VIKTOR = Identity("Viktor Viewer", "viktor@lerum.se", frozenset({"lerum"}), "viewer")
+ALVA = Identity("Alva Ale", "alva@ale.se", frozenset({"ale"}), "publisher")
+OPERATORS = OperatorDirectory(
+    [(ANNA, sha256("anna-token")), (VIKTOR, sha256("viktor-token")), (ALVA, sha256("alva-token"))],
+    shared_token=OPERATOR_TOKEN,
+)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 class Gate:
@@ -31,11 +47,13 @@ class Gate:
     def __init__(self, deployment: Deployment, clock: FakeClock) -> None:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
         self.items: DictModelTable[ItemState] = DictModelTable(ItemState)
+        self.history: DictModelTable[History] = DictModelTable(History)
         self.registry = CollectorRegistry()
         self.handler = GateHandler(
             policies=policies_of(deployment),
             rules=rules_of(deployment),
             items=self.items,
+            history=self.history,
             outbox=self.outbox,
             telemetry=GateTelemetry(
                 self.registry,
@@ -50,6 +68,10 @@ class Gate:
         for record in records:
             if record.topic == topics.GATE_COMMANDS:
                 await self.feed(record.topic, record.key or b"", record.value or b"")
+            elif record.topic == topics.DECISIONS:
+                self.handler.record_history(
+                    InboundRecord(record.topic, 0, 0, record.key, record.value)
+                )
 
     async def feed(self, topic: str, key: bytes, value: bytes) -> None:
         self.offset += 1
@@ -62,7 +84,7 @@ class Gate:
 async def _hold(gate: Gate, clock: FakeClock, item_id: str) -> None:
     event = ContentEvent.model_validate(content_event(item_id=item_id))
     accepted = AcceptedEvent(
-        event_id=f"e-{item_id}",
+        event_id=f"e-{item_id}-{len(gate.outbox.sent)}",
         tenant="lerum",
         item_id=item_id,
         source="http",
@@ -81,9 +103,11 @@ async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
     await _hold(gate, clock, "held-1")
     assert [d["kind"] for d in gate.decisions()] == ["held"]
     app = web.Application()
-    OperatorApi(gate.handler, OperatorAuth(OPERATOR_TOKEN), deployment.tenants).add_routes(app)
+    OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
     async with TestClient(TestServer(app)) as client:
-        listed = await (await client.get("/v1/held?tenant=lerum")).json()
+        listed = await (
+            await client.get("/v1/held?tenant=lerum", headers=bearer("anna-token"))
+        ).json()
         assert [r["item_id"] for r in listed["held"]] == ["held-1"]
         assert listed["held"][0]["reasons"] == ["awaiting_internal_notice"]
 
@@ -96,11 +120,11 @@ async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
         answer = await client.post(
             "/v1/held/lerum/held-1/release",
             json={"reason": "Personalen informerades muntligt"},
-            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+            headers=bearer("anna-token"),
         )
         assert answer.status == 200
         assert (await answer.json())["status"] == "released"
-        listed = await (await client.get("/v1/held")).json()
+        listed = await (await client.get("/v1/held", headers=bearer("anna-token"))).json()
         assert listed["count"] == 0
 
     [release] = [json.loads(r.value or b"") for r in gate.outbox.on(topics.RELEASES)]
@@ -110,6 +134,7 @@ async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
     assert manual["kind"] == "overridden"
     assert manual["rule"] == "manual_release"
     assert manual["operator_reason"] == "Personalen informerades muntligt"
+    assert manual["operator"] == "Anna Andersson"
     sample = gate.registry.get_sample_value(
         "gatekeeper_gate_manual_releases_total", {"tenant": "lerum"}
     )
@@ -121,8 +146,8 @@ async def test_releasing_what_is_not_held_is_404_and_a_missing_reason_422(
 ) -> None:
     gate = Gate(deployment, clock)
     app = web.Application()
-    OperatorApi(gate.handler, OperatorAuth(OPERATOR_TOKEN), deployment.tenants).add_routes(app)
-    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
+    auth = bearer(OPERATOR_TOKEN)
     async with TestClient(TestServer(app)) as client:
         missing = await client.post(
             "/v1/held/lerum/nothing/release", json={"reason": "x"}, headers=auth
@@ -167,3 +192,158 @@ async def test_a_scheduled_item_is_ticked_and_released_when_its_time_comes(
     assert len(gate.outbox.on(topics.GATE_COMMANDS)) == 1
     [release] = [json.loads(r.value or b"") for r in gate.outbox.on(topics.RELEASES)]
     assert release["item_id"] == "later"
+
+
+async def test_each_person_sees_and_acts_for_their_own_tenants_only(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    await _hold(gate, clock, "lerum-item")
+    app = web.Application()
+    OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
+    release = {"reason": "Informerat på APT"}
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/v1/held")).status == 401
+        assert (await client.get("/v1/held", headers=bearer("guess"))).status == 401
+        alva = await (await client.get("/v1/held", headers=bearer("alva-token"))).json()
+        assert alva["count"] == 0, "Ale's communicator does not see Lerum's titles"
+        other = await client.get("/v1/held?tenant=lerum", headers=bearer("alva-token"))
+        assert other.status == 404
+        viktor = await (await client.get("/v1/held", headers=bearer("viktor-token"))).json()
+        assert [r["item_id"] for r in viktor["held"]] == ["lerum-item"]
+
+        path = "/v1/held/lerum/lerum-item/release"
+        assert (await client.post(path, json=release)).status == 401
+        assert (await client.post(path, json=release, headers=bearer("alva-token"))).status == 404
+        viewer = await client.post(path, json=release, headers=bearer("viktor-token"))
+        assert viewer.status == 403
+        reject = "/v1/held/lerum/lerum-item/reject"
+        assert (
+            await client.post(reject, json=release, headers=bearer("viktor-token"))
+        ).status == 403
+    assert gate.outbox.on(topics.GATE_COMMANDS) == [], "no refusal changes anything"
+    assert gate.handler.held()[0].item_id == "lerum-item"
+
+
+async def test_a_rejected_item_goes_nowhere_until_a_newer_version_arrives(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    await _hold(gate, clock, "wrong")
+    app = web.Application()
+    OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.post(
+            "/v1/held/lerum/wrong/reject",
+            json={"reason": "Fel datum i texten"},
+            headers=bearer("anna-token"),
+        )
+        assert answer.status == 200
+        assert (await answer.json())["status"] == "rejected"
+    rejected = gate.decisions()[-1]
+    assert rejected["kind"] == "rejected_by_operator"
+    assert rejected["operator"] == "Anna Andersson"
+    assert rejected["operator_reason"] == "Fel datum i texten"
+    assert gate.handler.held() == []
+
+    await _hold(gate, clock, "wrong")  # the same version once more, under a new event id
+    assert gate.decisions()[-1]["kind"] == "stale"
+    assert gate.handler.held() == []
+    event = ContentEvent.model_validate(content_event(item_id="wrong", version=2))
+    accepted = AcceptedEvent(
+        event_id="e-wrong-2",
+        tenant="lerum",
+        item_id="wrong",
+        source="http",
+        received_at=clock(),
+        event=event,
+    )
+    await gate.feed(topics.ACCEPTED, b"lerum:wrong", accepted.model_dump_json().encode())
+    assert [s.item_id for s in gate.handler.held()] == ["wrong"], "version 2 is held as usual"
+    assert gate.outbox.on(topics.RELEASES) == []
+
+
+def _console(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Application:
+    app = web.Application()
+    api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
+    api.add_routes(app)
+    Console(gate.handler, api, OPERATORS, deployment.tenants, clock).add_routes(app)
+    return app
+
+
+async def _login(client: TestClient[Any, Any], token: str) -> None:
+    form = await (await client.get("/console/login")).text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    answer = await client.post(
+        "/console/login", data={"csrf": csrf.group(1), "token": token}, allow_redirects=False
+    )
+    assert answer.status == 303
+    cookie = answer.cookies["gk_session"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Strict"
+
+
+async def test_the_console_releases_under_the_person_s_name_with_a_form_from_itself(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    await _hold(gate, clock, "konsol")
+    async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
+        start = await client.get("/console", allow_redirects=False)
+        assert start.status == 303
+        assert start.headers["Location"] == "/console/login"
+        await _login(client, "anna-token")
+        page = await (await client.get("/console")).text()
+        assert "Ny förskola i Gråbo" in page
+        assert "Väntar på intern information" in page
+        item = await (await client.get("/console/items/lerum/konsol")).text()
+        assert "Lerums kommun" in item, "the sender block is shown as it goes out"
+        assert "Mottagen" in item or "Hålls kvar" in item
+        csrf = re.search(r'name="csrf" value="([^"]+)"', item)
+        assert csrf is not None
+
+        forged = await client.post(
+            "/console/items/lerum/konsol/release", data={"csrf": "forged", "reason": "x"}
+        )
+        assert forged.status == 403
+        empty = await client.post(
+            "/console/items/lerum/konsol/release", data={"csrf": csrf.group(1), "reason": " "}
+        )
+        assert empty.status == 422
+        assert gate.outbox.on(topics.GATE_COMMANDS) == []
+
+        done = await client.post(
+            "/console/items/lerum/konsol/release",
+            data={"csrf": csrf.group(1), "reason": "Informerat på arbetsplatsträff"},
+            allow_redirects=False,
+        )
+        assert done.status == 303
+        assert done.headers["Location"] == "/console?klart=released"
+        after = await (await client.get("/console?klart=released")).text()
+        assert "Publiceringen är släppt." in after
+        assert "konsol" not in after
+    manual = gate.decisions()[-1]
+    assert (manual["kind"], manual["operator"]) == ("overridden", "Anna Andersson")
+
+
+async def test_the_console_shows_a_person_only_their_tenants_and_a_viewer_cannot_act(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    await _hold(gate, clock, "lerums")
+    async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
+        await _login(client, "alva-token")
+        assert "Ny förskola i Gråbo" not in await (await client.get("/console")).text()
+        assert (await client.get("/console/items/lerum/lerums")).status == 404
+    async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
+        await _login(client, "viktor-token")
+        item = await (await client.get("/console/items/lerum/lerums")).text()
+        assert "Släpp publiceringen" not in item
+        csrf = re.search(r'name="csrf" value="([^"]+)"', item)
+        assert csrf is not None
+        refused = await client.post(
+            "/console/items/lerum/lerums/release", data={"csrf": csrf.group(1), "reason": "x"}
+        )
+        assert refused.status == 403
+    assert gate.outbox.on(topics.GATE_COMMANDS) == []

@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from schemas.events import Contact, ReleaseOrder, Sender
+from schemas.events import Contact, Notification, ReleaseOrder, Sender
 from services.publish.attempts import Attempts, Backoff
 from services.publish.channels import DeliveryFailed, Transports
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
-from services.runtime.config import Deployment
+from services.runtime.config import Deployment, Notifications
 from services.runtime.memory import DictModelTable, MemoryOutbox
 from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.service.conftest import FakeClock
@@ -52,6 +52,7 @@ class Publish:
         clock: FakeClock,
         transport: FakeTransport,
         records: DictModelTable[Delivery] | None = None,
+        mail: FakeTransport | None = None,
     ) -> None:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
         self.records = records or DictModelTable(Delivery)
@@ -60,7 +61,9 @@ class Publish:
             self.registry, {n: [c.name for c in t.channels] for n, t in deployment.tenants.items()}
         )
         self.attempts = Attempts(
-            transports=Transports({("lerum", "web"): transport}),
+            transports=Transports(
+                {("lerum", "web"): transport, ("lerum", "notify-held"): mail or FakeTransport()}
+            ),
             outbox=self.outbox,
             telemetry=telemetry,
             clock=clock,
@@ -176,7 +179,8 @@ async def test_a_failing_receiver_ends_dead_and_a_redelivery_starts_afresh(
     assert letter["reason"] == "HTTP 503"
     assert letter["attempts"] == 2
     [dead] = publish.handler.dead_letters()
-    assert await publish.handler.request_redelivery(dead.delivery_id)
+    assert publish.handler.dead_letter(dead.delivery_id) == dead
+    await publish.handler.request_redelivery(dead)
     await publish.attempts.wait()
 
     [record] = list(publish.records.values())
@@ -184,4 +188,55 @@ async def test_a_failing_receiver_ends_dead_and_a_redelivery_starts_afresh(
     assert record.error is None
     assert receiver.calls == [dead.delivery_id] * 3
     assert len(publish.values(topics.RECEIPTS)) == 1
-    assert not await publish.handler.request_redelivery(dead.delivery_id), "no longer dead"
+    assert publish.handler.dead_letter(dead.delivery_id) is None, "no longer dead"
+
+
+async def test_a_notification_is_mailed_once_and_neither_receipted_nor_archived(
+    webhook_deployment: Callable[[str], Deployment], clock: FakeClock
+) -> None:
+    deployment = webhook_deployment("https://cms.example/hook")
+    lerum = deployment.tenants["lerum"].model_copy(
+        update={
+            "notifications": Notifications.model_validate(
+                {
+                    "desk": ["kommunikation@lerum.se"],
+                    "smtp": {"host": "127.0.0.1", "from": "gatekeeper@lerum.se"},
+                }
+            )
+        }
+    )
+    deployment = deployment.model_copy(update={"tenants": {**deployment.tenants, "lerum": lerum}})
+    mail = FakeTransport()
+    publish = Publish(deployment, clock, FakeTransport(), mail=mail)
+    notification = Notification(
+        notification_id="n-1",
+        kind="held",
+        tenant="lerum",
+        item_id="news-1",
+        version=1,
+        audience="external",
+        title="Ny förskola",
+        unit="Sektor Lärande",
+        reasons=["Väntar på intern information"],
+        held_since=clock(),
+        publish_at=clock(),
+        contact_email="sara@lerum.se",
+        console_url="https://publicering.lerum.se/console/items/lerum/news-1",
+        decided_at=clock(),
+    )
+    await publish.handler.on_notification(notification)
+    await publish.attempts.wait()
+    await publish.handler.on_notification(notification)  # replayed after a crash
+    await publish.attempts.wait()
+
+    assert len(mail.calls) == 1
+    [record] = list(publish.records.values())
+    assert (record.kind, record.status, record.channel) == (
+        "notification",
+        "delivered",
+        "notify-held",
+    )
+    assert record.order.recipients == "sara@lerum.se, kommunikation@lerum.se"
+    assert "https://publicering.lerum.se/console/items/lerum/news-1" in record.order.body
+    assert publish.values(topics.RECEIPTS) == [], "a notification is no internal notice"
+    assert publish.values(topics.PUBLISH_ARCHIVE) == []

@@ -151,6 +151,33 @@ def test_a_notice_scheduled_for_later_does_not_escalate_early() -> None:
     assert [d.kind for d in gate.feed(TICK, later + timedelta(hours=1)).decisions] == ["escalated"]
 
 
+def test_a_hold_waiting_on_a_person_is_told_once_and_again_at_escalation() -> None:
+    policy = POLICY.__class__(**{**POLICY.__dict__, "notify_after": timedelta(minutes=30)})
+    gate = Gate(policy)
+    gate.feed(Accepted("e1", _event()), T0)
+    assert gate.state.wake_at == T0 + timedelta(minutes=30), "the gate wakes for the e-mail"
+    assert gate.feed(TICK, T0 + timedelta(minutes=29)).notifications == ()
+    due = gate.feed(TICK, T0 + timedelta(minutes=30))
+    [notify] = due.notifications
+    assert (notify.kind, notify.audience) == ("held", "external")
+    assert [(d.kind, d.rule) for d in due.decisions] == [("notified", "notify_after")]
+    assert gate.feed(TICK, T0 + timedelta(minutes=45)).notifications == ()
+    escalation = gate.feed(TICK, T0 + timedelta(hours=1))
+    assert [n.kind for n in escalation.notifications] == ["escalated"]
+    assert [d.kind for d in escalation.decisions] == ["escalated", "notified"]
+    assert notify.notification_id != escalation.notifications[0].notification_id
+    assert gate.feed(TICK, T0 + timedelta(hours=3)).notifications == ()
+
+
+def test_an_item_waiting_only_for_its_publication_time_is_not_notified() -> None:
+    policy = POLICY.__class__(**{**POLICY.__dict__, "notify_after": timedelta(minutes=30)})
+    gate = Gate(policy)
+    later = T0 + timedelta(days=2)
+    gate.feed(Accepted("i1", _event(internal=True, publish_at=later.isoformat())), T0)
+    assert gate.feed(TICK, T0 + timedelta(hours=5)).notifications == ()
+    assert gate.state.held["internal"].reasons == (AWAITING_PUBLISH_AT,)
+
+
 def test_stale_and_duplicate_events() -> None:
     gate = Gate()
     gate.feed(Accepted("e2", _event(version=2)), T0)

@@ -1,0 +1,77 @@
+"""What a hold's reasons and findings mean, in plain Swedish, for communicators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.gate.machine import (
+    AWAITING_INTERNAL_LEAD,
+    AWAITING_INTERNAL_NOTICE,
+    AWAITING_PUBLISH_AT,
+    Held,
+)
+
+__all__ = ["Finding", "findings", "reason_text"]
+
+_REASONS = {
+    AWAITING_INTERNAL_NOTICE: "Väntar på intern information",
+    AWAITING_INTERNAL_LEAD: "Väntar på att personalen hunnit ta del av den interna informationen",
+    AWAITING_PUBLISH_AT: "Väntar på publiceringstid",
+}
+
+#: rule -> (what is wrong, how to fix it)
+_RULES = {
+    "personal_identity_number": (
+        "Texten innehåller ett personnummer eller samordningsnummer.",
+        "Ta bort numret ur texten i CMS:et och publicera en ny version.",
+    ),
+    "forbidden_words": (
+        "Texten innehåller ord som kommunen har bestämt att undvika.",
+        "Byt ut orden i CMS:et och publicera en ny version.",
+    ),
+    "max_title_length": (
+        "Rubriken är längre än vad kanalen tillåter.",
+        "Korta rubriken i CMS:et och publicera en ny version.",
+    ),
+    "summary_required": (
+        "Ingressen saknas.",
+        "Skriv en kort ingress i CMS:et och publicera en ny version.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    action: str  # "block" holds the item, "warn" lets it out with the finding
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "action": self.action, "message": self.message, "fix": self.fix}
+
+
+def _rule(reason: str) -> str:
+    return reason.removeprefix("content_check:")
+
+
+def _finding(reason: str, action: str) -> Finding:
+    rule = _rule(reason)
+    message, fix = _RULES.get(
+        rule,
+        (f"Innehållskontrollen {rule} slog till.", "Rätta texten och publicera en ny version."),
+    )
+    return Finding(rule, action, message, fix)
+
+
+def reason_text(reason: str) -> str:
+    """One reason of a hold in plain words."""
+    if reason.startswith("content_check:"):
+        return _finding(reason, "block").message
+    return _REASONS.get(reason, reason)
+
+
+def findings(held: Held) -> list[Finding]:
+    """The content checks that matched a held version: blocking first, then warnings."""
+    blocking = [_finding(r, "block") for r in held.reasons if r.startswith("content_check:")]
+    return blocking + [_finding(w, "warn") for w in held.warnings]
