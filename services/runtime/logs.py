@@ -48,8 +48,20 @@ def drop_secrets(
     }
 
 
-def configure_logging(service: str, level: str = "info") -> None:
-    """One JSON object per line on stderr, for structlog and stdlib loggers alike."""
+def _renderer(console: bool) -> Any:
+    if console:
+        return structlog.dev.ConsoleRenderer(colors=False)
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(service: str, level: str = "info", console: bool | None = None) -> None:
+    """One JSON object per line on stderr, for structlog and stdlib loggers alike.
+
+    On a terminal (*console* None: whether stderr is one) the lines are for
+    people to read instead: time, level, event and the fields, one line each.
+    """
+    if console is None:
+        console = sys.stderr.isatty()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -61,7 +73,7 @@ def configure_logging(service: str, level: str = "info") -> None:
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            _renderer(console),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
@@ -77,7 +89,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                _renderer(console),
             ],
         )
     )

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
@@ -80,10 +80,106 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", validation_alias=_env("GATEKEEPER_LOG_LEVEL"))
 
+    # Kafka security, named as Kafka clients name it.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validation_alias=_env("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, validation_alias=_env("KAFKA_SASL_USERNAME")
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, validation_alias=_env("KAFKA_SSL_CERTFILE")
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
+
+    # Retention of the topics gatekeeper creates, in milliseconds; -1 keeps for ever.
+    archive_retention_ms: int = Field(
+        default=-1, ge=-1, validation_alias=_env("GATEKEEPER_ARCHIVE_RETENTION_MS")
+    )
+    decisions_retention_ms: int = Field(
+        default=-1, ge=-1, validation_alias=_env("GATEKEEPER_DECISIONS_RETENTION_MS")
+    )
+    dead_letters_retention_ms: int = Field(
+        default=30 * 24 * 3600 * 1000,
+        ge=-1,
+        validation_alias=_env("GATEKEEPER_DEAD_LETTERS_RETENTION_MS"),
+    )
+    topic_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=-1, validation_alias=_env("GATEKEEPER_TOPIC_RETENTION_MS")
+    )
+
+    # Consumer group timing. A restarted pod rejoins under its old identity when
+    # GATEKEEPER_INSTANCE_ID is stable (static membership, e.g. the pod name).
+    instance_id: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_INSTANCE_ID"))
+    kafka_session_timeout: float = Field(
+        default=10.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_SESSION_TIMEOUT")
+    )
+    kafka_heartbeat_interval: float = Field(
+        default=1.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_HEARTBEAT_INTERVAL")
+    )
+    kafka_rebalance_timeout: float = Field(
+        default=10.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_REBALANCE_TIMEOUT")
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        problem = _security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        if self.kafka_heartbeat_interval * 3 > self.kafka_session_timeout:
+            raise ValueError(
+                "GATEKEEPER_KAFKA_HEARTBEAT_INTERVAL must be at most a third of "
+                "GATEKEEPER_KAFKA_SESSION_TIMEOUT"
+            )
+        return self
+
     def port_of(self, service: str) -> int:
         return {"ingest": self.ingest_port, "gate": self.gate_port, "publish": self.publish_port}[
             service
         ]
+
+
+def _security_problem(s: Settings) -> str | None:
+    """The first contradiction in the Kafka security settings, naming the variable."""
+    protocol = s.kafka_security_protocol
+    sasl = protocol.startswith("SASL_")
+    tls = protocol.endswith("SSL")
+    if sasl:
+        for name, value in (
+            ("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+            ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password),
+        ):
+            if not value:
+                return f"{name} is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+    else:
+        for name, value in (
+            ("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+            ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password),
+        ):
+            if value:
+                return f"{name} is set, but KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL"
+    files = (
+        ("KAFKA_SSL_CAFILE", s.kafka_ssl_cafile),
+        ("KAFKA_SSL_CERTFILE", s.kafka_ssl_certfile),
+        ("KAFKA_SSL_KEYFILE", s.kafka_ssl_keyfile),
+    )
+    for name, path in files:
+        if path is not None and not tls:
+            return f"{name} is set, but KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS"
+        if path is not None and not path.is_file():
+            return f"{name}: no file at {path}"
+    if (s.kafka_ssl_certfile is None) != (s.kafka_ssl_keyfile is None):
+        return "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together: set both or neither"
+    return None
 
 
 class SettingsError(Exception):
@@ -99,7 +195,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            (f"{'.'.join(str(p) for p in error['loc'])}: " if error["loc"] else "")
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         raise SettingsError(f"environment: {problems}") from None

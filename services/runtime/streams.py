@@ -22,6 +22,7 @@ from services.runtime.faust_compat import (
     set_current_event,
     short_fetch_wait,
 )
+from services.runtime.kafka_security import KafkaSecurity
 from services.runtime.ports import InboundRecord, OutboundRecord
 from services.runtime.settings import Settings
 from services.runtime.topics import MAX_MESSAGE_BYTES
@@ -59,7 +60,18 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         "value_serializer": "raw",
         "producer_max_request_size": MAX_MESSAGE_BYTES,
         "consumer_max_fetch_size": MAX_MESSAGE_BYTES,
+        # A crashed member's partitions move after session_timeout, not faust's
+        # default minute; with a stable instance id a restarted pod rejoins as
+        # itself without a rebalance at all.
+        "broker_session_timeout": settings.kafka_session_timeout,
+        "broker_heartbeat_interval": settings.kafka_heartbeat_interval,
+        "broker_rebalance_timeout": settings.kafka_rebalance_timeout,
     }
+    credentials = KafkaSecurity.of(settings).faust_credentials()
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
+    if settings.instance_id:
+        conf["consumer_group_instance_id"] = f"{settings.instance_id}-{service}"
     if settings.embedded_broker:
         short_fetch_wait(20)
         # One record per produce batch: the embedded broker's ListOffsets answers

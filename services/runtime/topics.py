@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -24,7 +25,9 @@ __all__ = [
     "PUBLISH_OUTCOMES",
     "RECEIPTS",
     "RELEASES",
+    "TopicRetention",
     "ensure_topics",
+    "topic_configs",
     "topics_for",
 ]
 
@@ -69,11 +72,70 @@ def topics_for(deployment: Deployment) -> list[str]:
     return sorted({*PIPELINE_TOPICS, *channel_topics})
 
 
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class TopicRetention:
+    """How long each kind of topic keeps its records, in milliseconds (-1: for ever).
+
+    The archive (offentlighetsprincipen) and the audit trail are kept until an
+    operator decides otherwise; inputs and internal hand-overs for a week, long
+    enough to replay after any outage; dead letters for a month.
+    """
+
+    def __init__(
+        self,
+        archive_ms: int = -1,
+        decisions_ms: int = -1,
+        dead_letters_ms: int = 30 * DAY_MS,
+        default_ms: int = 7 * DAY_MS,
+    ) -> None:
+        self.archive_ms = archive_ms
+        self.decisions_ms = decisions_ms
+        self.dead_letters_ms = dead_letters_ms
+        self.default_ms = default_ms
+
+    def of(self, topic: str) -> int:
+        if topic == PUBLISH_ARCHIVE:
+            return self.archive_ms
+        if topic == DECISIONS:
+            return self.decisions_ms
+        if topic in (CMS_EVENTS_DLQ, PUBLISH_DLQ):
+            return self.dead_letters_ms
+        return self.default_ms
+
+
+def topic_configs(topic: str, retention: TopicRetention) -> dict[str, str]:
+    """The settings a topic is created with: deleted by age, never compacted.
+
+    The services' tables make their own changelog topics, which faust creates
+    compacted: the newest state of each key is kept, whatever its age.
+    """
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(retention.of(topic)),
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+    }
+
+
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication_factor: int
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    *,
+    retention: TopicRetention | None = None,
+    client: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Create every named topic that does not exist yet; return the ones created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="gatekeeper-admin")
+    """Create every named topic that does not exist yet, with its settings; return the new.
+
+    A topic that exists is left as it is: change its settings with Kafka's own
+    tools. *client* holds kafka-python's security arguments.
+    """
+    retention = retention or TopicRetention()
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="gatekeeper-admin", **dict(client or {})
+    )
     try:
         existing = set(admin.list_topics())
         missing = sorted(set(names) - existing)
@@ -83,7 +145,10 @@ def ensure_topics(
                 admin.create_topics(
                     [
                         NewTopic(
-                            name, num_partitions=partitions, replication_factor=replication_factor
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs=topic_configs(name, retention),
                         )
                     ]
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -60,15 +61,25 @@ def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(
         for name, port in ports.items():
             assert f"{name.lower()} on http://127.0.0.1:{port}" in printed
         ingest = f"http://127.0.0.1:{ports['INGEST']}"
+        # "running" is said only once all three answer /readyz.
         for port in ports.values():
-            wait_until(
-                lambda port=port: _ready(f"http://127.0.0.1:{port}"), 90, f"readyz on {port}"
-            )
+            assert _ready(f"http://127.0.0.1:{port}"), f"readyz on {port}"
 
         item = unique_item("up")
         topics = TopicReader(broker.group(1))
         assert post_event(ingest, content_event(item_id=item)).status_code == 202
-        assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+        notice = tmp_path / "notice.json"
+        notice.write_text(json.dumps(internal_notice(item_id=item), ensure_ascii=False))
+        sent = subprocess.run(
+            [sys.executable, "-m", "services.cli", "send", str(notice), "--tenant", "lerum"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("202 ")
+        assert json.loads(sent.stdout[4:])["status"] == "accepted"
         web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 1)
         assert web[0]["sender"]["organization"] == "Lerums kommun"
 

@@ -33,7 +33,13 @@ def _render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
     rendered = helm.Chart.load(str(CHART)).render(
         values, name="gatekeeper", namespace="publicering"
     )
-    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    return [
+        doc
+        for name, text in rendered.items()
+        if not name.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
 
 
 @pytest.fixture(params=["default", "production"])
@@ -50,15 +56,19 @@ def test_chart_lints_without_errors(values: dict[str, Any] | None) -> None:
 
 def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
     kinds = sorted(m["kind"] for m in manifests)
-    claims = ["PersistentVolumeClaim"] * (kinds.count("PersistentVolumeClaim") > 0)
+    stateful = kinds.count("StatefulSet")
+    ingress = ["Ingress"] * kinds.count("Ingress")
     assert kinds == sorted(
         [
             "ConfigMap",
             "ConfigMap",
             "ServiceMonitor",
             "PrometheusRule",
-            *["Deployment", "Service", "PodDisruptionBudget"] * 3,
-            *claims,
+            "ServiceAccount",
+            *["Service", "PodDisruptionBudget"] * 3,
+            *["Deployment"] * (3 - stateful),
+            *["StatefulSet"] * stateful,
+            *ingress,
         ]
     )
     for manifest in manifests:
@@ -78,7 +88,7 @@ def test_recommended_labels_everywhere(manifests: list[dict[str, Any]]) -> None:
 def test_workloads_have_probes_resources_and_secret_references(
     manifests: list[dict[str, Any]],
 ) -> None:
-    deployments = [m for m in manifests if m["kind"] == "Deployment"]
+    deployments = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
         "ingest",
         "gate",
@@ -106,7 +116,7 @@ def _gate(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, An
     gate = next(
         m
         for m in manifests
-        if m["kind"] == "Deployment"
+        if m["kind"] in ("Deployment", "StatefulSet")
         and m["metadata"]["labels"]["app.kubernetes.io/component"] == "gate"
     )
     pod = gate["spec"]["template"]["spec"]
@@ -126,20 +136,22 @@ def test_gate_with_persistence_keeps_rocksdb_on_its_own_claim() -> None:
     manifests = _render(PRODUCTION)
     pod, env = _gate(manifests)
     assert env["GATEKEEPER_GATE_STORE"] == "rocksdb"
-    (claim,) = [m for m in manifests if m["kind"] == "PersistentVolumeClaim"]
+    (gate,) = [m for m in manifests if m["kind"] == "StatefulSet"]
+    (claim,) = gate["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert claim["spec"]["storageClassName"] == "fast-ssd"
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    data = next(v for v in pod["volumes"] if v["name"] == "data")
-    assert data["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert not [v for v in pod["volumes"] if v["name"] == "data"], "the claim is the volume"
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
     assert mount["mountPath"] == env["GATEKEEPER_DATA_DIR"]
+    assert gate["spec"]["serviceName"] == gate["metadata"]["name"]
     # Only the gate has a store to keep; the other services stay on scratch volumes.
     for other in ("ingest", "publish"):
         deployment = next(
             m
             for m in manifests
-            if m["kind"] == "Deployment"
+            if m["kind"] in ("Deployment", "StatefulSet")
             and m["metadata"]["labels"]["app.kubernetes.io/component"] == other
         )
         volumes = deployment["spec"]["template"]["spec"]["volumes"]
@@ -230,3 +242,71 @@ def test_production_config_replaces_the_default() -> None:
 def test_values_schema_refuses_unknown_keys(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         helm.Chart.load(str(CHART)).render(values, name="gatekeeper", namespace="publicering")
+
+
+def test_every_pod_passes_the_restricted_pod_security_profile(
+    manifests: list[dict[str, Any]],
+) -> None:
+    workloads = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context.get("runAsUser", pod["securityContext"]["runAsUser"]) != 0
+        assert not pod.get("hostNetwork")
+        assert not pod.get("hostPID")
+        for volume in pod["volumes"]:
+            assert "hostPath" not in volume
+
+
+def test_ingest_rolls_and_stream_workers_recreate() -> None:
+    manifests = _render(None)
+    strategies = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m["spec"]["strategy"]
+        for m in manifests
+        if m["kind"] == "Deployment"
+    }
+    assert strategies["ingest"]["type"] == "RollingUpdate"
+    assert strategies["ingest"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert strategies["gate"]["type"] == strategies["publish"]["type"] == "Recreate"
+
+
+def test_kafka_security_topics_and_ingress_come_from_values() -> None:
+    values = {
+        **PRODUCTION,
+        "kafka": {
+            **PRODUCTION["kafka"],
+            "securityProtocol": "SASL_SSL",
+            "sasl": {"mechanism": "SCRAM-SHA-512", "existingSecret": "kafka-user"},
+            "tls": {"existingSecret": "kafka-cluster-ca", "caKey": "ca.crt"},
+        },
+        "topics": {"archiveRetentionMs": -1, "decisionsRetentionMs": 31536000000},
+        "ingress": {"enabled": True, "host": "publicering.lerum.se", "className": "nginx"},
+        "global": {"imageRegistry": "ignored"},
+        "extraEnv": [{"name": "TZ", "value": "Europe/Stockholm"}],
+    }
+    manifests = _render(values)
+    pod, env = _gate(manifests)
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SSL_CAFILE"] == "/etc/gatekeeper-kafka-tls/ca.crt"
+    assert env["GATEKEEPER_DECISIONS_RETENTION_MS"] == "31536000000"
+    assert env["GATEKEEPER_ARCHIVE_RETENTION_MS"] == "-1"
+    assert env["TZ"] == "Europe/Stockholm"
+    container = pod["containers"][0]
+    secret_env = {e["name"]: e for e in container["env"]}
+    assert secret_env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "kafka-user"
+    assert any(v.get("secret", {}).get("secretName") == "kafka-cluster-ca" for v in pod["volumes"])
+    (ingress,) = [m for m in manifests if m["kind"] == "Ingress"]
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "publicering.lerum.se"
+    assert rule["http"]["paths"][0]["path"] == "/v1/tenants"
+    for manifest in manifests:
+        if manifest["kind"] not in CUSTOM_KINDS:
+            kubernetes_validate.validate(manifest, KUBERNETES, strict=True)

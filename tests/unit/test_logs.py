@@ -76,3 +76,27 @@ def test_lines_are_json_with_ids(capsys: pytest.CaptureFixture[str]) -> None:
     assert "9876" not in lines[0]["body"]
     assert lines[1]["event"] == "broker gone"
     assert lines[1]["level"] == "warning"
+
+
+def test_on_a_terminal_the_lines_are_for_people_and_still_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("gate", console=True)
+    structlog.get_logger("t").info("decision.held", tenant="lerum", body="19811218-9876")
+    line = capsys.readouterr().err.strip()
+    assert "decision.held" in line
+    assert "tenant=lerum" in line
+    assert not line.startswith("{")
+    assert "9876" not in line
+    configure_logging("gate", console=False)
+
+
+def test_the_version_is_the_package_s(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from services.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gatekeeper {version('gatekeeper')}"

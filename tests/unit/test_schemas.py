@@ -8,17 +8,25 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas import ContentEvent, Image
+from schemas import ContentEvent, Image, PublishedNotice
 from schemas.export import SCHEMA_DIR, main, rendered
 from tests.conftest import content_event
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(EXAMPLES.glob("content-event-*.json")), ids=lambda p: p.name
+)
 def test_golden_examples_are_valid(path: Path) -> None:
     event = ContentEvent.model_validate_json(path.read_text())
     assert event.schema_version == 1
+
+
+def test_the_intranet_example_is_what_a_kafka_channel_receives() -> None:
+    notice = PublishedNotice.model_validate_json((EXAMPLES / "published-notice.json").read_text())
+    assert notice.sender.organization == "Lerums kommun"
+    assert notice.channel == "intranet"
 
 
 def test_defaults_of_optional_fields() -> None:
