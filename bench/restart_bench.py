@@ -7,7 +7,8 @@ start it again, time to ``/readyz`` and to its first new output (an event
 through ingest reaching ``gate.decisions``, the gate's hold decision, publish's
 delivery of a release). Modes: ``embedded`` (the short group timeouts of
 ``gatekeeper up``) and ``separate`` (a broker given by KAFKA_BOOTSTRAP_SERVERS,
-the services' own defaults, as in a cluster). Prints every round.
+the services' own defaults, as in a cluster) and ``static`` (the same with a
+stable GATEKEEPER_INSTANCE_ID, as the chart sets it). Prints every round.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
         extra = {"GATEKEEPER_EMBEDDED_BROKER": "true" if mode == "embedded" else "false"}
+        if mode == "static":  # as the chart runs it: each pod joins under its own name
+            extra["GATEKEEPER_INSTANCE_ID"] = f"bench-{workdir.name}"
         ports = {name: free_port() for name in SERVICES}
         env = service_env(
             broker,
@@ -100,8 +103,11 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default="embedded,separate,static")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, dict[str, float]]]] = {"embedded": [], "separate": []}
+    results: dict[str, list[dict[str, dict[str, float]]]] = {
+        mode: [] for mode in args.modes.split(",")
+    }
     for number in range(args.rounds):
         for mode in results:
             workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-restart-{mode}-"))

@@ -61,8 +61,10 @@ def _serve(name: str) -> int:
     except KafkaRefused as exc:
         return _fail(str(exc))
     (settings.data_dir / name).mkdir(parents=True, exist_ok=True)
-    registry = CollectorRegistry()
     from services.runtime.faust_compat import UntestedFaust
+    from services.runtime.metrics import service_registry
+
+    registry = service_registry(name, _version())
     from services.runtime.streams import run_worker
 
     try:

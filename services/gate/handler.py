@@ -164,7 +164,8 @@ class GateHandler:
 
     def _note(self, key: bytes, state: ItemState) -> None:
         holds = tuple((h.reasons, h.held_since) for h in state.held.values())
-        self._index.update(key, state.tenant, state.wake_at, holds)
+        escalated = sum(h.escalated for h in state.held.values())
+        self._index.update(key, state.tenant, state.wake_at, holds, escalated)
 
     def _index_once(self) -> bool:
         """Build the index from the recovered table, once the service is ready."""
@@ -187,9 +188,13 @@ class GateHandler:
             await self._outbox.send_all(
                 [OutboundRecord(topics.GATE_COMMANDS, raw_key, tick.model_dump_json().encode())]
             )
+        index = self._index
         self._telemetry.holds(
-            self._index.counts(),
-            ((tenant, self._index.oldest(tenant)) for tenant in self._policies),
+            index.counts(),
+            {
+                tenant: (index.items(tenant), index.escalated(tenant), index.oldest(tenant))
+                for tenant in self._policies
+            },
             now,
         )
 

@@ -37,9 +37,27 @@ class HoldIndex:
         self._holds: dict[bytes, Holds] = {}
         self._since_heaps: dict[str, list[tuple[datetime, bytes]]] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._items: Counter[str] = Counter()
+        self._escalated: dict[bytes, int] = {}
+        self._escalated_by_tenant: Counter[str] = Counter()
 
-    def update(self, key: bytes, tenant: str, wake_at: datetime | None, holds: Holds) -> None:
-        """Record what the state just written for *key* says."""
+    def update(
+        self,
+        key: bytes,
+        tenant: str,
+        wake_at: datetime | None,
+        holds: Holds,
+        escalated: int = 0,
+    ) -> None:
+        """Record what the state just written for *key* says: its wake time, its holds
+        and how many of them escalated."""
+        before_escalated = self._escalated.get(key, 0)
+        if escalated != before_escalated:
+            self._escalated_by_tenant[tenant] += escalated - before_escalated
+            if escalated:
+                self._escalated[key] = escalated
+            else:
+                self._escalated.pop(key, None)
         if wake_at is None:
             self._wake.pop(key, None)
         elif self._wake.get(key) != wake_at:
@@ -50,6 +68,7 @@ class HoldIndex:
             return
         self._counts.subtract((tenant, r) for r in _reasons(before))
         self._counts.update((tenant, r) for r in _reasons(holds))
+        self._items[tenant] += bool(holds) - bool(before)
         if holds:
             self._holds[key] = holds
             earlier = {since for _, since in before}
@@ -76,6 +95,14 @@ class HoldIndex:
     def counts(self) -> dict[tuple[str, str], int]:
         """Holds by (tenant, reason); a hold with several reasons counts under each."""
         return {k: n for k, n in self._counts.items() if n}
+
+    def items(self, tenant: str) -> int:
+        """How many of the tenant's items hold something."""
+        return self._items[tenant]
+
+    def escalated(self, tenant: str) -> int:
+        """How many of the tenant's holds the gate escalated."""
+        return self._escalated_by_tenant[tenant]
 
     def oldest(self, tenant: str) -> datetime | None:
         """When the tenant's oldest current hold began, if anything is held."""

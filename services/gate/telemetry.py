@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import structlog
@@ -37,8 +37,20 @@ class GateTelemetry:
         )
         self.held = Gauge(
             "gatekeeper_gate_held_items",
-            "Items held now, by tenant and reason.",
+            "Items that hold something now, by tenant.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.by_reason = Gauge(
+            "gatekeeper_gate_holds_by_reason",
+            "Holds now by tenant and reason; a hold with several reasons counts under each.",
             ["tenant", "reason"],
+            registry=registry,
+        )
+        self.escalated = Gauge(
+            "gatekeeper_gate_escalated_holds",
+            "Holds the gate escalated (waiting past escalate_after on a person), by tenant.",
+            ["tenant"],
             registry=registry,
         )
         self.oldest = Gauge(
@@ -154,14 +166,19 @@ class GateTelemetry:
     def holds(
         self,
         counts: Mapping[tuple[str, str], int],
-        oldest: Iterable[tuple[str, datetime | None]],
+        tenants: Mapping[str, tuple[int, int, datetime | None]],
         now: datetime,
     ) -> None:
-        """Set the hold gauges: every tenant and reason, zero where nothing is held."""
+        """Set the hold gauges: every tenant and reason, zero where nothing is held.
+
+        *tenants* maps each tenant to (items held, holds escalated, oldest hold's start).
+        """
         values = {(t, r): 0 for t in self._tenants for r in _REASONS}
         values.update(counts)
-        self.held.clear()
+        self.by_reason.clear()
         for (tenant, reason), n in values.items():
-            self.held.labels(tenant, reason).set(n)
-        for tenant, since in oldest:
+            self.by_reason.labels(tenant, reason).set(n)
+        for tenant, (items, escalated, since) in tenants.items():
+            self.held.labels(tenant).set(items)
+            self.escalated.labels(tenant).set(escalated)
             self.oldest.labels(tenant).set((now - since).total_seconds() if since else 0.0)

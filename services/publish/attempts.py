@@ -1,8 +1,10 @@
-"""Webhook and SMTP deliveries attempted in the background, with backoff and jitter.
+"""Webhook and SMTP deliveries attempted in the background, one attempt at a time.
 
-A slow or failing receiver never holds back another channel or item. What an
-attempt loop learns goes back through ``publish.outcomes`` to the handler, the
-only writer of the delivery records.
+A slow or failing receiver never holds back another channel or item. Each
+attempt waits for the time its durable record says, is made, and what it
+learned (delivered, retry at a time, or failed for good) goes back through
+``publish.outcomes`` to the handler, the only writer of the delivery records;
+so a restart resumes every delivery at its next due time.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ from services.runtime import topics
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, OutboundRecord, Outbox
 
-__all__ = ["Attempts", "Backoff"]
+__all__ = ["Attempts", "Jitter"]
 
 
-class Backoff:
-    """Exponential backoff with full jitter between attempts."""
+class Jitter:
+    """The dice of the retry waits: a number in [0, 1) each time."""
 
-    def __init__(self, base: float, cap: float, rng: Callable[[], float] | None = None) -> None:
-        self.base = base
-        self.cap = cap
+    def __init__(self, rng: Callable[[], float] | None = None) -> None:
         self._rng = rng or random.Random().random  # noqa: S311  (jitter, not security)
 
-    def delay(self, attempt: int, max_attempts: int) -> float | None:
-        return delivery.retry_delay(attempt, max_attempts, self.base, self.cap, self._rng())
+    def __call__(self) -> float:
+        return self._rng()
 
 
 class Attempts:
@@ -44,13 +44,13 @@ class Attempts:
         outbox: Outbox,
         telemetry: PublishTelemetry,
         clock: Clock,
-        backoff: Backoff,
+        jitter: Jitter,
     ) -> None:
         self._transports = transports
         self._outbox = outbox
         self._telemetry = telemetry
         self._clock = clock
-        self._backoff = backoff
+        self._jitter = jitter
         self._running: dict[str, asyncio.Task[None]] = {}
         #: Set when a loop ended without reporting: its record is still pending and
         #: the next scan must take it up again.
@@ -68,52 +68,19 @@ class Attempts:
         self._running.pop(key, None)
 
     async def wait(self) -> None:
-        """Until every loop running now has reported (for tests and orderly stops)."""
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        """Until no attempt is running or waiting (for tests and orderly stops)."""
+        while tasks := [t for t in self._running.values() if not t.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self, record: Delivery) -> None:
-        """Try a delivery until it succeeds or runs out of attempts, then report."""
+        """Wait for the record's next attempt, make it, and report what it learned."""
         order = record.order
-        payload = delivery.notice_for(order, record.channel).model_dump_json().encode()
-        now = self._clock()
-        outcome = Outcome(
-            kind="failed",
-            key=record.key,
-            attempts=1,
-            error="channel is no longer configured",
-            at=now,
-        )
-        transport = self._transports.get(order.tenant, record.channel)
+        due = record.next_attempt_at
+        if due is not None:
+            await asyncio.sleep(max((due - self._clock()).total_seconds(), 0.0))
         self._telemetry.in_flight.inc()
         try:
-            attempt = 0
-            while transport is not None:
-                attempt += 1
-                try:
-                    sent = await transport.deliver(record, payload)
-                except DeliveryFailed as exc:
-                    self._telemetry.attempted(record, "failed", attempt, str(exc))
-                    outcome = Outcome(
-                        kind="failed",
-                        key=record.key,
-                        attempts=attempt,
-                        error=str(exc),
-                        at=self._clock(),
-                    )
-                    pause = self._backoff.delay(attempt, transport.max_attempts)
-                    if pause is None:
-                        break
-                    await asyncio.sleep(pause)
-                    continue
-                self._telemetry.attempted(record, "delivered", attempt)
-                outcome = Outcome(
-                    kind="delivered",
-                    key=record.key,
-                    attempts=attempt,
-                    payload=sent.decode("utf-8", "replace"),
-                    at=self._clock(),
-                )
-                break
+            outcome = await self._attempt(record)
             key = ItemKey(order.tenant, order.item_id).encode()
             await self._outbox.send_all(
                 [OutboundRecord(topics.PUBLISH_OUTCOMES, key, outcome.model_dump_json().encode())]
@@ -126,3 +93,51 @@ class Attempts:
             raise
         finally:
             self._telemetry.in_flight.dec()
+
+    async def _attempt(self, record: Delivery) -> Outcome:
+        attempt = record.attempts + 1
+        transport = self._transports.get(record.order.tenant, record.channel)
+        if transport is None:
+            return Outcome(
+                kind="failed",
+                key=record.key,
+                attempts=attempt,
+                error="channel is no longer configured",
+                at=self._clock(),
+            )
+        payload = delivery.notice_for(record.order, record.channel).model_dump_json().encode()
+        try:
+            sent = await transport.deliver(record, payload)
+        except DeliveryFailed as exc:
+            now = self._clock()
+            policy = transport.retries
+            ended = policy.ends(exc.status)
+            retry_at = (
+                None
+                if ended
+                else policy.next_attempt_at(attempt, now, exc.retry_after, self._jitter())
+            )
+            self._telemetry.attempted(record, "failed", attempt, str(exc), retry_at)
+            if retry_at is None:
+                why = (
+                    f"{exc}: {ended}"
+                    if ended
+                    else f"{exc} (attempt {attempt} of {policy.attempts})"
+                )
+                return Outcome(kind="failed", key=record.key, attempts=attempt, error=why, at=now)
+            return Outcome(
+                kind="retry",
+                key=record.key,
+                attempts=attempt,
+                error=str(exc),
+                retry_at=retry_at,
+                at=now,
+            )
+        self._telemetry.attempted(record, "delivered", attempt)
+        return Outcome(
+            kind="delivered",
+            key=record.key,
+            attempts=attempt,
+            payload=sent.decode("utf-8", "replace"),
+            at=self._clock(),
+        )

@@ -24,7 +24,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.publish.attempts import Attempts, Backoff
+from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import Transports
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
@@ -90,7 +90,7 @@ def build(
         outbox=outbox,
         telemetry=telemetry,
         clock=clock,
-        backoff=Backoff(settings.retry_base_seconds, settings.retry_cap_seconds),
+        jitter=Jitter(),
     )
     handler = PublishHandler(
         deployment=deployment,

@@ -9,19 +9,31 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from services.publish.delivery import Delivery
+from services.publish.retry import RetryPolicy
 
 __all__ = ["DeliveryFailed", "Transport", "Transports"]
 
 
 class DeliveryFailed(Exception):
-    """A receiver did not take the delivery; the message says why."""
+    """A receiver did not take the delivery; the message says why.
+
+    *status* is the receiver's HTTP status (None: no answer at all), and
+    *retry_after* the seconds its ``Retry-After`` asked for.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class Transport(Protocol):
     """One channel's way to its receiver."""
 
-    #: How many attempts a delivery gets before it is dead.
-    max_attempts: int
+    #: When to try again, and which answers end a delivery.
+    retries: RetryPolicy
 
     async def deliver(self, record: Delivery, payload: bytes) -> bytes:
         """One attempt; returns the bytes exactly as sent, raises :class:`DeliveryFailed`."""

@@ -17,14 +17,12 @@ __all__ = [
     "DeliveryStatus",
     "Outcome",
     "archive_record",
-    "backoff_seconds",
     "dead_letter",
     "delivery_key",
     "notice_for",
     "pending",
     "receipt_for",
     "render_email",
-    "retry_delay",
     "signature_lines",
     "webhook_id",
 ]
@@ -105,21 +103,6 @@ def archive_record(channel: str, payload: bytes, now: datetime) -> dict[str, str
     }
 
 
-def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> float:
-    """Exponential backoff with full jitter; *jitter* is a number in [0, 1) from the shell."""
-    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return float(ceiling * jitter)
-
-
-def retry_delay(
-    attempt: int, max_attempts: int, base: float, cap: float, jitter: float
-) -> float | None:
-    """Seconds until the next attempt after failed attempt number *attempt*; None: give up."""
-    if attempt >= max_attempts:
-        return None
-    return backoff_seconds(attempt, base, cap, jitter)
-
-
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 
 
@@ -134,19 +117,26 @@ class Delivery(Immutable):
     attempts: int = 0
     error: str | None = None
     updated_at: datetime
+    #: When the next attempt is due, after a failed one (None: now)
+    next_attempt_at: datetime | None = None
     #: A publication goes to a channel and is receipted and archived; a notification
     #: is an e-mail about a held item, neither receipted nor archived.
     kind: Literal["publication", "notification"] = "publication"
 
 
 class Outcome(Immutable):
-    """What an attempt loop learned, or an operator's request to try a dead letter again."""
+    """What an attempt learned, or an operator's request to try a dead letter again.
 
-    kind: Literal["delivered", "failed", "redeliver"]
+    ``retry``: the attempt failed and another is due at ``retry_at``; ``failed``:
+    it failed and no other will be made.
+    """
+
+    kind: Literal["delivered", "retry", "failed", "redeliver"]
     key: str
     attempts: int = 0
     error: str | None = None
     payload: str | None = None
+    retry_at: datetime | None = None
     at: datetime
 
 

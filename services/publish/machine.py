@@ -62,7 +62,9 @@ class WriteToTopic:
 
 @dataclass(frozen=True)
 class StartAttempts:
-    """Attempt a webhook or SMTP delivery in the background (again, after a redelivery)."""
+    """Attempt a webhook or SMTP delivery in the background, at the record's
+    ``next_attempt_at`` (now when it has none): first, after a failed attempt, or
+    after a redelivery."""
 
     record: Delivery
     redelivery: bool = False
@@ -104,7 +106,13 @@ def _receipt(record: Delivery, now: datetime) -> DeliveryReceipt | None:
 
 def _delivered(record: Delivery, attempts: int, now: datetime) -> Delivery:
     return record.model_copy(
-        update={"status": "delivered", "attempts": attempts, "error": None, "updated_at": now}
+        update={
+            "status": "delivered",
+            "attempts": attempts,
+            "error": None,
+            "next_attempt_at": None,
+            "updated_at": now,
+        }
     )
 
 
@@ -142,6 +150,16 @@ def _on_outcome(
         done = _delivered(record, inp.attempts, now)
         payload = (inp.payload or "").encode()
         return done, (Delivered(done, payload, _receipt(done, now)),)
+    if inp.kind == "retry" and record.status == "pending" and inp.retry_at is not None:
+        waiting = record.model_copy(
+            update={
+                "attempts": inp.attempts,
+                "error": inp.error,
+                "next_attempt_at": inp.retry_at,
+                "updated_at": now,
+            }
+        )
+        return waiting, (StartAttempts(waiting),)
     if inp.kind == "failed" and record.status == "pending":
         dead = record.model_copy(
             update={
@@ -154,7 +172,13 @@ def _on_outcome(
         return dead, (DeadLettered(dead, dead_letter(dead, now)),)
     if inp.kind == "redeliver" and record.status == "dead":
         fresh = record.model_copy(
-            update={"status": "pending", "attempts": 0, "error": None, "updated_at": now}
+            update={
+                "status": "pending",
+                "attempts": 0,
+                "error": None,
+                "next_attempt_at": None,
+                "updated_at": now,
+            }
         )
         return fresh, (StartAttempts(fresh, redelivery=True),)
     return record, ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Literal
 
 import structlog
@@ -68,10 +69,17 @@ class PublishTelemetry:
         result: Literal["delivered", "failed"],
         attempt: int,
         error: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         self.attempts.labels(record.order.tenant, record.channel, result).inc()
         if error is not None:
-            log.warning("delivery.attempt_failed", **ids(record), attempt=attempt, error=error)
+            log.warning(
+                "delivery.attempt_failed",
+                **ids(record),
+                attempt=attempt,
+                error=error,
+                next_attempt_at=retry_at.isoformat() if retry_at else None,
+            )
 
     def delivered(self, record: Delivery) -> None:
         order = record.order

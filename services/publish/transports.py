@@ -2,41 +2,70 @@
 
 from __future__ import annotations
 
-import asyncio
-import smtplib
+import importlib.metadata
+import ssl
 from email.message import EmailMessage
 
 import aiohttp
+import aiosmtplib
 from standardwebhooks import Webhook
 
 from services.publish import delivery, notifications
 from services.publish.channels import DeliveryFailed, Transport, Transports
 from services.publish.delivery import Delivery
-from services.runtime.config import Deployment, SmtpTransport, WebhookTransport
+from services.publish.retry import RetryPolicy, retry_after_seconds
+from services.runtime.config import (
+    Deployment,
+    Retries,
+    SmtpServer,
+    SmtpTransport,
+    WebhookTransport,
+)
 from services.runtime.ports import Clock
 
 __all__ = ["SmtpChannel", "WebhookChannel", "transports_of"]
 
 
-class WebhookChannel:
-    """Standard Webhooks-signed POSTs; ``webhook-id`` is the delivery id on every retry."""
+def _policy(retries: Retries, max_attempts: int | None) -> RetryPolicy:
+    return RetryPolicy.of(retries.schedule, retries.jitter, retries.retry_statuses, max_attempts)
 
-    def __init__(self, config: WebhookTransport, signer: Webhook, clock: Clock) -> None:
-        self.max_attempts = config.max_attempts
+
+def _user_agent() -> str:
+    try:
+        return f"gatekeeper/{importlib.metadata.version('gatekeeper')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "gatekeeper"
+
+
+USER_AGENT = _user_agent()
+
+
+class WebhookChannel:
+    """Standard Webhooks-signed POSTs; ``webhook-id`` is the delivery id on every retry.
+
+    During a secret rotation two secrets sign each request, as the standard
+    allows (space-separated signatures): the receiver may check either.
+    """
+
+    def __init__(self, config: WebhookTransport, secrets: tuple[str, ...], clock: Clock) -> None:
+        self.retries = _policy(config.retries, config.max_attempts)
         self._config = config
-        self._signer = signer
+        self._signers = [Webhook(secret) for secret in secrets]
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, record: Delivery, payload: bytes) -> bytes:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         now = self._clock()
+        text = payload.decode()
         headers = {
             "content-type": "application/json",
             "webhook-id": record.delivery_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(record.delivery_id, now, payload.decode()),
+            "webhook-signature": " ".join(
+                s.sign(record.delivery_id, now, text) for s in self._signers
+            ),
         }
         url = self._config.url
         try:
@@ -47,7 +76,13 @@ class WebhookChannel:
                 timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
             ) as response:
                 if not 200 <= response.status < 300:
-                    raise DeliveryFailed(f"HTTP {response.status} from {url}")
+                    raise DeliveryFailed(
+                        f"HTTP {response.status} from {url}",
+                        status=response.status,
+                        retry_after=retry_after_seconds(
+                            response.headers.get("Retry-After"), self._clock()
+                        ),
+                    )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryFailed(f"{type(exc).__name__} from {url}") from exc
         return payload
@@ -59,7 +94,7 @@ class WebhookChannel:
 
 
 class SmtpChannel:
-    """A plain-text e-mail, the sender block as its signature.
+    """A plain-text e-mail, the sender block as its signature, through a relay.
 
     A channel's e-mail goes to the channel's recipients; a notification (no
     recipients configured) to the ones its order names.
@@ -67,16 +102,13 @@ class SmtpChannel:
 
     def __init__(
         self,
-        host: str,
-        port: int,
-        from_: str,
-        max_attempts: int,
+        server: SmtpServer,
+        login: tuple[str, str] | None = None,
         recipients: tuple[str, ...] = (),
     ) -> None:
-        self.max_attempts = max_attempts
-        self._host = host
-        self._port = port
-        self._from = from_
+        self.retries = _policy(server.retries, server.max_attempts)
+        self._server = server
+        self._login = login
         self._recipients = recipients
 
     def _message(self, record: Delivery) -> EmailMessage:
@@ -85,13 +117,11 @@ class SmtpChannel:
             subject, text = delivery.render_email(order)
             to = list(self._recipients)
         else:
-            subject, text = (
-                order.title,
-                "\n".join([order.body, "", *delivery.signature_lines(order.sender)]),
-            )
+            lines = [order.body, "", *delivery.signature_lines(order.sender)]
+            subject, text = order.title, "\n".join(lines)
             to = [r.strip() for r in order.recipients.split(",") if r.strip()]
         message = EmailMessage()
-        message["From"] = self._from
+        message["From"] = self._server.from_
         message["To"] = ", ".join(to)
         message["Subject"] = subject
         message["Message-ID"] = f"<{record.delivery_id}@gatekeeper>"
@@ -100,15 +130,26 @@ class SmtpChannel:
 
     async def deliver(self, record: Delivery, payload: bytes) -> bytes:
         message = self._message(record)
-
-        def send() -> None:
-            with smtplib.SMTP(self._host, self._port, timeout=30) as smtp:
-                smtp.send_message(message)
-
+        server = self._server
+        context = None
+        if server.tls != "none":
+            cafile = str(server.ca_file) if server.ca_file else None
+            context = ssl.create_default_context(cafile=cafile)
+        username, password = self._login or (None, None)
         try:
-            await asyncio.to_thread(send)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryFailed(f"{type(exc).__name__} from {self._host}") from exc
+            await aiosmtplib.send(
+                message,
+                hostname=server.host,
+                port=server.port,
+                use_tls=server.tls == "implicit",
+                start_tls=server.tls == "starttls",
+                tls_context=context,
+                username=username,
+                password=password,
+                timeout=server.timeout_seconds,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryFailed(f"{type(exc).__name__} from {server.host}: {exc}") from exc
         return message.as_bytes()
 
     async def close(self) -> None:
@@ -119,18 +160,17 @@ def transports_of(deployment: Deployment, clock: Clock) -> Transports:
     """The transport of every webhook and SMTP channel the deployment names."""
     found: dict[tuple[str, str], Transport] = {}
     for name, tenant in deployment.tenants.items():
-        signer = Webhook(deployment.outbound_secret(name))
         for channel in tenant.channels:
             config = channel.transport
             if isinstance(config, WebhookTransport):
-                found[(name, channel.name)] = WebhookChannel(config, signer, clock)
+                secrets = deployment.signing_secrets(name, channel.name)
+                found[(name, channel.name)] = WebhookChannel(config, secrets, clock)
             elif isinstance(config, SmtpTransport):
-                found[(name, channel.name)] = SmtpChannel(
-                    config.host, config.port, config.from_, config.max_attempts, config.recipients
-                )
+                login = deployment.smtp_login(name, channel.name)
+                found[(name, channel.name)] = SmtpChannel(config, login, config.recipients)
         if tenant.notifications is not None:
-            relay = tenant.notifications.smtp
-            mail = SmtpChannel(relay.host, relay.port, relay.from_, relay.max_attempts)
+            login = deployment.smtp_login(name, "notifications")
+            mail = SmtpChannel(tenant.notifications.smtp, login)
             for kind in ("held", "escalated"):
                 found[(name, notifications.channel_of(kind))] = mail
     return Transports(found)

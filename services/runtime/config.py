@@ -28,6 +28,7 @@ from pydantic import (
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "DEFAULT_RETRY_SCHEDULE",
     "Channel",
     "ConfigError",
     "ContentCheck",
@@ -36,7 +37,9 @@ __all__ = [
     "NotificationSmtp",
     "Notifications",
     "Policy",
+    "Retries",
     "SenderIdentity",
+    "SmtpServer",
     "SmtpTransport",
     "Tenant",
     "WebhookTransport",
@@ -115,22 +118,87 @@ class KafkaTransport(_Model):
     topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
 
 
+#: Immediately, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h: about
+#: 28 hours in all, so a receiver's bad afternoon or night loses nothing.
+DEFAULT_RETRY_SCHEDULE: tuple[timedelta, ...] = tuple(
+    timedelta(seconds=s) for s in (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+)
+
+
+class Retries(_Model):
+    """When a webhook or e-mail delivery is attempted again, and which answers end it.
+
+    ``schedule`` lists the wait before each attempt, the first one included
+    (usually 0); each wait gets ``jitter`` (a share, up or down) and a
+    receiver's ``Retry-After`` lengthens it. 410 Gone always ends a delivery;
+    other 4xx answers end it unless listed in ``retry_statuses``.
+    """
+
+    schedule: tuple[timedelta, ...] = Field(default=DEFAULT_RETRY_SCHEDULE, min_length=1)
+    jitter: float = Field(default=0.1, ge=0, lt=1)
+    retry_statuses: tuple[int, ...] = (408, 429)
+
+    @field_validator("schedule")
+    @classmethod
+    def _not_negative(cls, value: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if any(step < timedelta(0) for step in value):
+            raise ValueError("waits must not be negative")
+        return value
+
+    @field_validator("retry_statuses")
+    @classmethod
+    def _client_errors(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 400 <= code < 500 or code == 410 for code in value):
+            raise ValueError("only 4xx answers other than 410 can be retried (5xx always are)")
+        return value
+
+
 class WebhookTransport(_Model):
     kind: Literal["webhook"]
     url: str = Field(pattern=r"^https?://")
     timeout_seconds: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=8, ge=1)
+    retries: Retries = Retries()
+    #: Cut (or stretch, repeating the last wait) the schedule to this many attempts.
+    max_attempts: int | None = Field(default=None, ge=1)
+    #: The channel's own signing secret (else the tenant's outbound one), and
+    #: the one it replaces while a receiver rotates: both sign every request.
+    secret_env: EnvName | None = None
+    previous_secret_env: EnvName | None = None
 
 
-class SmtpTransport(_Model):
-    kind: Literal["smtp"]
+class SmtpServer(_Model):
+    """A mail relay: where, how securely, as whom."""
+
     host: str = Field(min_length=1)
     port: int = Field(default=25, ge=1, le=65535)
     from_: str = Field(alias="from", min_length=3)
-    recipients: tuple[str, ...] = Field(min_length=1)
-    max_attempts: int = Field(default=8, ge=1)
+    #: "starttls" upgrades the connection (port 587, Microsoft 365 and most
+    #: relays), "implicit" speaks TLS from the start (port 465), "none" sends
+    #: in the clear (a relay on the same host only).
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    #: A CA file for a relay whose certificate the system does not trust.
+    ca_file: Path | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retries: Retries = Retries()
+    #: Cut (or stretch, repeating the last wait) the schedule to this many attempts.
+    max_attempts: int | None = Field(default=None, ge=1)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _login(self) -> SmtpServer:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("username_env and password_env go together")
+        if self.username_env is not None and self.tls == "none":
+            raise ValueError("a login needs tls: starttls or implicit, never in the clear")
+        return self
+
+
+class SmtpTransport(SmtpServer):
+    kind: Literal["smtp"]
+    recipients: tuple[str, ...] = Field(min_length=1)
 
 
 Transport = Annotated[
@@ -138,15 +206,8 @@ Transport = Annotated[
 ]
 
 
-class NotificationSmtp(_Model):
+class NotificationSmtp(SmtpServer):
     """The mail relay notification e-mails go out through."""
-
-    host: str = Field(min_length=1)
-    port: int = Field(default=25, ge=1, le=65535)
-    from_: str = Field(alias="from", min_length=3)
-    max_attempts: int = Field(default=8, ge=1)
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class Notifications(_Model):
@@ -208,12 +269,23 @@ class Deployment(_Model):
     ingest: IngestLimits = IngestLimits()
     secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True)
     outbound_secrets: Mapping[str, str] = Field(default_factory=dict, exclude=True)
+    #: "{tenant}/{channel}" -> the channel's signing secrets, newest first
+    channel_secrets: Mapping[str, tuple[str, ...]] = Field(default_factory=dict, exclude=True)
+    #: "{tenant}/{channel}" or "{tenant}/notifications" -> (SMTP user, password)
+    smtp_logins: Mapping[str, tuple[str, str]] = Field(default_factory=dict, exclude=True)
 
     def secret(self, tenant: str) -> str:
         return self.secrets[tenant]
 
     def outbound_secret(self, tenant: str) -> str:
         return self.outbound_secrets[tenant]
+
+    def signing_secrets(self, tenant: str, channel: str) -> tuple[str, ...]:
+        """The secrets that sign a webhook channel's requests: its own, else the tenant's."""
+        return self.channel_secrets.get(f"{tenant}/{channel}") or (self.outbound_secret(tenant),)
+
+    def smtp_login(self, tenant: str, name: str) -> tuple[str, str] | None:
+        return self.smtp_logins.get(f"{tenant}/{name}")
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -258,6 +330,8 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
         raise ConfigError(f"{path}: {problems}") from None
     secrets: dict[str, str] = {}
     outbound: dict[str, str] = {}
+    channel_secrets: dict[str, tuple[str, ...]] = {}
+    logins: dict[str, tuple[str, str]] = {}
     problems_found: list[str] = []
     for tenant_name, tenant in deployment.tenants.items():
         checks = [("secret_env", tenant.secret_env, secrets)]
@@ -276,6 +350,57 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
             sink[tenant_name] = value
         if not tenant.outbound_secret_env and tenant_name in secrets:
             outbound[tenant_name] = secrets[tenant_name]
+        _channel_credentials(tenant_name, tenant, env, channel_secrets, logins, problems_found)
     if problems_found:
         raise ConfigError(f"{path}: {'; '.join(problems_found)}")
-    return deployment.model_copy(update={"secrets": secrets, "outbound_secrets": outbound})
+    return deployment.model_copy(
+        update={
+            "secrets": secrets,
+            "outbound_secrets": outbound,
+            "channel_secrets": channel_secrets,
+            "smtp_logins": logins,
+        }
+    )
+
+
+def _channel_credentials(
+    tenant_name: str,
+    tenant: Tenant,
+    env: Mapping[str, str],
+    channel_secrets: dict[str, tuple[str, ...]],
+    logins: dict[str, tuple[str, str]],
+    problems: list[str],
+) -> None:
+    """Resolve each channel's signing secrets and each relay's login from the environment."""
+    servers: list[tuple[str, SmtpServer]] = [
+        (c.name, c.transport) for c in tenant.channels if isinstance(c.transport, SmtpTransport)
+    ]
+    if tenant.notifications is not None:
+        servers.append(("notifications", tenant.notifications.smtp))
+    for index, channel in enumerate(tenant.channels):
+        transport = channel.transport
+        if not isinstance(transport, WebhookTransport):
+            continue
+        found: list[str] = []
+        for key in ("secret_env", "previous_secret_env"):
+            var = getattr(transport, key)
+            if var is None:
+                continue
+            where = f"tenants.{tenant_name}.channels[{index}].transport.{key}"
+            value = env.get(var)
+            problem = "is not set" if not value else _check_secret(value)
+            if problem or value is None:
+                problems.append(f"{where}: environment variable {var} {problem}")
+                continue
+            found.append(value)
+        if found:
+            channel_secrets[f"{tenant_name}/{channel.name}"] = tuple(found)
+    for name, server in servers:
+        if server.username_env is None or server.password_env is None:
+            continue
+        user, password = env.get(server.username_env), env.get(server.password_env)
+        for var, value in ((server.username_env, user), (server.password_env, password)):
+            if not value:
+                problems.append(f"tenants.{tenant_name}: SMTP login for {name}: {var} is not set")
+        if user and password:
+            logins[f"{tenant_name}/{name}"] = (user, password)

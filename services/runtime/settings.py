@@ -72,12 +72,6 @@ class Settings(BaseSettings):
     kafka_write_timeout: float = Field(
         default=10.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_WRITE_TIMEOUT")
     )
-    retry_base_seconds: float = Field(
-        default=0.5, gt=0, validation_alias=_env("GATEKEEPER_RETRY_BASE_SECONDS")
-    )
-    retry_cap_seconds: float = Field(
-        default=60.0, gt=0, validation_alias=_env("GATEKEEPER_RETRY_CAP_SECONDS")
-    )
     log_level: str = Field(default="info", validation_alias=_env("GATEKEEPER_LOG_LEVEL"))
 
     # Kafka security, named as Kafka clients name it.
@@ -119,13 +113,13 @@ class Settings(BaseSettings):
     # GATEKEEPER_INSTANCE_ID is stable (static membership, e.g. the pod name).
     instance_id: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_INSTANCE_ID"))
     kafka_session_timeout: float = Field(
-        default=10.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_SESSION_TIMEOUT")
+        default=8.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_SESSION_TIMEOUT")
     )
     kafka_heartbeat_interval: float = Field(
         default=1.0, gt=0, validation_alias=_env("GATEKEEPER_KAFKA_HEARTBEAT_INTERVAL")
     )
     kafka_rebalance_timeout: float = Field(
-        default=10.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_REBALANCE_TIMEOUT")
+        default=8.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_REBALANCE_TIMEOUT")
     )
 
     @model_validator(mode="after")

@@ -32,7 +32,13 @@ def prometheus(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> 
         "scrape_configs": [
             {
                 "job_name": f"gatekeeper-{name}",
-                "static_configs": [{"targets": [f"127.0.0.1:{service.port}"]}],
+                # As the chart's ServiceMonitor labels its targets.
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{service.port}"],
+                        "labels": {"app_kubernetes_io_part_of": "gatekeeper"},
+                    }
+                ],
             }
             for name, service in pipeline.services.items()
         ],
@@ -94,7 +100,15 @@ def test_every_dashboard_panel_has_data_from_the_running_pipeline(
         "three services scraped",
     )
     dashboard = json.loads((FILES / "dashboard.json").read_text())
-    targets = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    assert all(p.get("description") for p in dashboard["panels"]), "every panel says what it shows"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"namespace", "tenant"} <= variables
+    # Grafana's "All" of a template variable is ".*".
+    targets = [
+        (p["title"], t["expr"].replace("$namespace", ".*").replace("$tenant", ".*"))
+        for p in dashboard["panels"]
+        for t in p["targets"]
+    ]
 
     def empty() -> list[str]:
         return [f"{title}: {expr}" for title, expr in targets if not _query(prometheus, expr)]
@@ -105,6 +119,10 @@ def test_every_dashboard_panel_has_data_from_the_running_pipeline(
         raise AssertionError(f"panels without data: {empty()}") from None
     held_rows = _query(prometheus, 'sum by (tenant) (gatekeeper_gate_held_items{tenant="lerum"})')
     assert float(held_rows[0]["value"][1]) >= 1
+    for standard in ("process_resident_memory_bytes", "python_gc_collections_total"):
+        assert len(_query(prometheus, f"sum by (job) ({standard})")) == 3, standard
+    build = _query(prometheus, "gatekeeper_build_info")
+    assert {r["metric"]["service"] for r in build} == {"ingest", "gate", "publish"}
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert {r["name"] for g in rules for r in g["rules"]} >= {
         "GatekeeperHoldPastEscalation",

@@ -221,15 +221,17 @@ def test_a_hold_past_escalate_after_is_escalated_counted_and_stays_held(
         lambda: (
             _metric(
                 gate.url,
-                "gatekeeper_gate_held_items",
+                "gatekeeper_gate_holds_by_reason",
                 tenant="lerum",
                 reason="awaiting_internal_notice",
             )
             == 1
         ),
         10,
-        "the held gauge",
+        "the holds-by-reason gauge",
     )
+    assert _metric(gate.url, "gatekeeper_gate_held_items", tenant="lerum") == 1
+    assert _metric(gate.url, "gatekeeper_gate_escalated_holds", tenant="lerum") == 1
     wait_until(
         lambda: _metric(gate.url, "gatekeeper_gate_oldest_hold_age_seconds", tenant="lerum") >= 2,
         10,
@@ -246,9 +248,11 @@ def test_a_hold_past_escalate_after_is_escalated_counted_and_stays_held(
     assert (
         _metric(
             gate.url,
-            "gatekeeper_gate_held_items",
+            "gatekeeper_gate_holds_by_reason",
             tenant="lerum",
             reason="awaiting_internal_notice",
         )
         == 0
     )
+    assert _metric(gate.url, "gatekeeper_gate_held_items", tenant="lerum") == 0
+    assert _metric(gate.url, "gatekeeper_gate_escalated_holds", tenant="lerum") == 0

@@ -28,7 +28,12 @@ def test_a_held_item_past_notify_after_is_mailed_once_to_its_contact_and_the_des
     config["tenants"]["lerum"]["notifications"] = {
         "notify_after": "PT2S",
         "desk": ["kommunikation@lerum.se"],
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "from": "gatekeeper@lerum.se"},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "from": "gatekeeper@lerum.se",
+            "tls": "none",
+        },
     }
     path = tmp_path / "gatekeeper.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))

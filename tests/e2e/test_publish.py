@@ -67,7 +67,7 @@ def publish(
                 "kind": "webhook",
                 "url": partner.url,
                 "timeout_seconds": 1,
-                "max_attempts": 5,
+                "retries": {"schedule": [0, 0.2, 0.4, 0.8, 1]},
             },
         },
         {
@@ -77,7 +77,7 @@ def publish(
                 "kind": "webhook",
                 "url": down.url,
                 "timeout_seconds": 1,
-                "max_attempts": 3,
+                "retries": {"schedule": [0, 0.2, 0.4]},
             },
         },
         {
@@ -89,6 +89,7 @@ def publish(
                 "port": smtp.port,
                 "from": "kommunikation@lerum.se",
                 "recipients": ["alla@lerum.se"],
+                "tls": "none",
             },
         },
     ]
@@ -98,8 +99,6 @@ def publish(
     return own_pipeline.add(
         "publish",
         GATEKEEPER_CONFIG=str(path),
-        GATEKEEPER_RETRY_BASE_SECONDS="0.2",
-        GATEKEEPER_RETRY_CAP_SECONDS="1",
     ).start()
 
 

@@ -14,42 +14,16 @@ import pytest
 
 from services.runtime.broker import EmbeddedBroker, free_port
 from tests.conftest import OPERATOR_AUTH, content_event
+from tests.e2e.certs import make_ca, make_server_cert
 from tests.harness import Pipeline, post_event, unique_item, wait_until
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    openssl = shutil.which("openssl") or "/usr/bin/openssl"
-    subprocess.run([openssl, *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _ca(directory: Path, name: str) -> None:
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-        cwd=directory,
-    )  # fmt: skip
-
-
-def _server_cert(directory: Path, ca: str) -> None:
-    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", "server.key", "-out", "server.csr",
-        cwd=directory,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "server.pem",
-        cwd=directory,
-    )  # fmt: skip
 
 
 @pytest.fixture
 def tls_bootstrap(tmp_path: Path) -> Iterator[str]:
     """The embedded broker behind stunnel, advertising the TLS port; yields that address."""
-    _ca(tmp_path, "ca")
-    _ca(tmp_path, "rogue-ca")
-    _server_cert(tmp_path, "ca")
+    make_ca(tmp_path, "ca")
+    make_ca(tmp_path, "rogue-ca")
+    make_server_cert(tmp_path, "ca")
     tls_port = free_port()
     with EmbeddedBroker(log_path=tmp_path / "broker.log", advertised_port=tls_port) as broker:
         conf = tmp_path / "stunnel.conf"

@@ -171,6 +171,13 @@ def test_operators_file_comes_from_its_secret_when_named() -> None:
     assert not [v for v in pod["volumes"] if v["name"] == "operators"]
 
 
+def test_targets_carry_the_chart_s_label_the_alerts_select_by() -> None:
+    (monitor,) = [m for m in _render(None) if m["kind"] == "ServiceMonitor"]
+    assert "app.kubernetes.io/part-of" in monitor["spec"]["targetLabels"]
+    for service in (m for m in _render(None) if m["kind"] == "Service"):
+        assert service["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gatekeeper"
+
+
 def test_monitoring_objects_point_at_the_services(manifests: list[dict[str, Any]]) -> None:
     services = [m for m in manifests if m["kind"] == "Service"]
     monitor = next(m for m in manifests if m["kind"] == "ServiceMonitor")
@@ -186,8 +193,13 @@ def test_prometheus_rule_carries_the_tested_alerts(
     manifests: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     rule = next(m for m in manifests if m["kind"] == "PrometheusRule")
-    shipped = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
-    assert rule["spec"] == shipped
+    runbook = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookUrl"]
+    shipped_text = (CHART / "files" / "alerts.yaml").read_text()
+    assert rule["spec"] == yaml.safe_load(shipped_text.replace("RUNBOOK_URL", runbook))
+    for alert in rule["spec"]["groups"][0]["rules"]:
+        anchor = alert["alert"].lower()
+        assert alert["annotations"]["runbook_url"] == f"{runbook}#{anchor}"
+        assert f"### {alert['alert']}" in (ROOT / "README.md").read_text(), "its section exists"
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: scripts/test installs Debian's prometheus package"
     path = tmp_path / "rules.yaml"

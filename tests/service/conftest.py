@@ -52,7 +52,11 @@ def webhook_deployment(tmp_path: Path) -> Callable[[str], Deployment]:
         raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
         for channel in raw["tenants"]["lerum"]["channels"]:
             if channel["name"] == "web":
-                channel["transport"] = {"kind": "webhook", "url": url, "max_attempts": 2}
+                channel["transport"] = {
+                    "kind": "webhook",
+                    "url": url,
+                    "retries": {"schedule": [0, 0.001]},
+                }
         path = tmp_path / "gatekeeper.yaml"
         path.write_text(yaml.safe_dump(raw, allow_unicode=True))
         return load_deployment(path, SECRETS_ENV)

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry
 
 from schemas.events import Contact, Notification, ReleaseOrder, Sender
-from services.publish.attempts import Attempts, Backoff
+from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import DeliveryFailed, Transports
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
+from services.publish.retry import RetryPolicy
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment, Notifications
@@ -24,7 +25,7 @@ from tests.service.conftest import FakeClock
 class FakeTransport:
     """A receiver: answers with the given results in turn, or waits forever on None."""
 
-    max_attempts = 2
+    retries = RetryPolicy((0.0, 0.001))
 
     def __init__(self, *results: Exception | bytes | None) -> None:
         self.results = list(results)
@@ -67,7 +68,7 @@ class Publish:
             outbox=self.outbox,
             telemetry=telemetry,
             clock=clock,
-            backoff=Backoff(0.001, 0.001),
+            jitter=Jitter(),
         )
         self.handler = PublishHandler(
             deployment=deployment,
@@ -176,7 +177,7 @@ async def test_a_failing_receiver_ends_dead_and_a_redelivery_starts_afresh(
     await publish.attempts.wait()
 
     [letter] = publish.values(topics.PUBLISH_DLQ)
-    assert letter["reason"] == "HTTP 503"
+    assert letter["reason"] == "HTTP 503 (attempt 2 of 2)"
     assert letter["attempts"] == 2
     [dead] = publish.handler.dead_letters()
     assert publish.handler.dead_letter(dead.delivery_id) == dead

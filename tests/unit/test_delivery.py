@@ -5,13 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from schemas import Contact, ReleaseOrder, Sender
 from services.publish.delivery import (
     archive_record,
-    backoff_seconds,
     delivery_key,
     notice_for,
     receipt_for,
@@ -84,10 +80,3 @@ def test_receipt_and_archive() -> None:
     record = archive_record("web", b'{"a": 1}', NOW)
     assert record["sha256"] == hashlib.sha256(b'{"a": 1}').hexdigest()
     assert record["payload"] == '{"a": 1}'
-
-
-@given(st.integers(1, 50), st.floats(0, 1, exclude_max=True))
-def test_backoff_grows_but_stays_under_the_cap(attempt: int, jitter: float) -> None:
-    delay = backoff_seconds(attempt, 0.5, 30.0, jitter)
-    assert 0 <= delay < 30.0
-    assert delay <= 0.5 * 2 ** (attempt - 1)

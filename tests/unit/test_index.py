@@ -22,6 +22,7 @@ _write = st.tuples(
     st.sampled_from([b"lerum:a", b"lerum:b", b"lerum:c", b"ale:a", b"ale:b"]),
     st.none() | _minutes,
     _holds,
+    st.integers(0, 2),
 )
 # A step is a state written for an item, or the clock's tick at a moment.
 _step = st.one_of(_write, _minutes)
@@ -43,6 +44,7 @@ def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
     holds_of: dict[bytes, Holds] = {}
     wake_of: dict[bytes, datetime | None] = {}
     answered: set[tuple[bytes, datetime]] = set()
+    escalated_of: dict[bytes, int] = {}
     for step in steps:
         if isinstance(step, datetime):
             due = index.due(step)
@@ -55,8 +57,10 @@ def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
             assert len(due) == len(expected)  # each wake time answered once
             answered |= expected
             continue
-        key, wake_at, holds = step  # type: ignore[misc]
-        index.update(key, key.decode().partition(":")[0], wake_at, holds)
+        key, wake_at, holds, escalated = step  # type: ignore[misc]
+        escalated = min(escalated, len(holds))
+        index.update(key, key.decode().partition(":")[0], wake_at, holds, escalated)
+        escalated_of[key] = escalated
         if wake_at is not None and wake_of.get(key) != wake_at:
             answered.discard((key, wake_at))  # a new wake time is answered anew
         wake_of[key] = wake_at
@@ -69,6 +73,9 @@ def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
                 s for k, h in held.items() if k.startswith(f"{tenant}:".encode()) for _, s in h
             ]
             assert index.oldest(tenant) == (min(starts) if starts else None)
+            mine = [k for k in holds_of if k.startswith(f"{tenant}:".encode())]
+            assert index.items(tenant) == sum(1 for k in mine if holds_of[k])
+            assert index.escalated(tenant) == sum(escalated_of[k] for k in mine)
 
 
 def test_a_wake_time_is_answered_once_and_a_new_one_again() -> None:

@@ -140,13 +140,22 @@ class World:
         self.ordered.add(key)
         self.feed(key, Order(order, channel, CHANNELS[channel]))
 
-    def finish(self, n: int, ok: bool) -> None:
-        """An attempt loop reports; its outcome goes onto the topic."""
+    def finish(self, n: int, kind: str) -> None:
+        """An attempt reports delivered, retry later or failed for good; the outcome
+        goes onto the topic."""
         if self.running:
             key = self.running.pop(n % len(self.running))
-            kind = "delivered" if ok else "failed"
+            retry_at = self.now + timedelta(seconds=5) if kind == "retry" else None
             self.topic.append(
-                Outcome(kind=kind, key=key, attempts=1, payload="{}", error="x", at=self.now)
+                Outcome(
+                    kind=kind,  # type: ignore[arg-type]
+                    key=key,
+                    attempts=1,
+                    payload="{}",
+                    error="x",
+                    retry_at=retry_at,
+                    at=self.now,
+                )
             )
 
     def consume(self, n: int) -> None:
@@ -169,14 +178,16 @@ class World:
 
     def drain(self) -> None:
         while self.running or self.topic:
-            self.finish(0, ok=True)
+            self.finish(0, "delivered")
             self.consume(0)
 
 
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("order"), st.integers(1, 3), st.sampled_from(sorted(CHANNELS))),
-        st.tuples(st.just("finish"), st.integers(0, 5), st.booleans()),
+        st.tuples(
+            st.just("finish"), st.integers(0, 5), st.sampled_from(["delivered", "retry", "failed"])
+        ),
         st.tuples(st.just("consume"), st.integers(0, 5), st.just(None)),
         st.tuples(st.just("restart"), st.just(0), st.just(None)),
         st.tuples(st.just("redeliver"), st.integers(0, 5), st.just(None)),
@@ -192,7 +203,7 @@ def _run(plan: list[tuple[str, int, object]]) -> World:
         if op == "order":
             world.order(n, str(arg))
         elif op == "finish":
-            world.finish(n, bool(arg))
+            world.finish(n, str(arg))
         elif op == "consume":
             world.consume(n)
         elif op == "restart":
@@ -232,3 +243,19 @@ def test_every_order_ends_delivered_or_dead_never_both(
         # Every dead letter but one that was taken up again is still dead.
         deaths, revivals = world.dead_lettered.get(key, 0), world.redelivered.get(key, 0)
         assert deaths - revivals == (1 if record.status == "dead" else 0)
+
+
+def test_a_failed_attempt_with_another_due_keeps_the_record_pending_until_then() -> None:
+    order = _order(1, ["hook"])
+    record, _ = step(None, Order(order, "hook", None), T0)
+    assert record is not None
+    due = T0 + timedelta(minutes=5)
+    retry = Outcome(kind="retry", key=record.key, attempts=1, error="HTTP 503", retry_at=due, at=T0)
+    waiting, effects = step(record, retry, T0)
+    assert waiting is not None
+    assert (waiting.status, waiting.attempts, waiting.next_attempt_at) == ("pending", 1, due)
+    assert effects == (StartAttempts(waiting),)
+    ok = Outcome(kind="delivered", key=record.key, attempts=2, payload="{}", at=due)
+    done, _ = step(waiting, ok, due)
+    assert done is not None
+    assert (done.status, done.next_attempt_at) == ("delivered", None)
