@@ -22,6 +22,7 @@ __all__ = [
     "Audience",
     "Contact",
     "ContentEvent",
+    "ContentFinding",
     "DeadLetter",
     "Decision",
     "DecisionKind",
@@ -198,6 +199,19 @@ class DeadLetter(Immutable):
     order: ReleaseOrder
 
 
+class ContentFinding(Immutable):
+    """A content rule an item breaks: what is wrong and how to fix it, in Swedish.
+
+    It says where (the title, link no. 2), never what: an identity number found
+    is not repeated here.
+    """
+
+    rule: NonEmpty
+    action: Literal["block", "warn"]
+    message: NonEmpty
+    fix: NonEmpty
+
+
 DecisionKind = Literal[
     "accepted",
     "held",
@@ -234,6 +248,8 @@ class Decision(Immutable):
     operator_reason: str | None = None
     #: The person who decided, for decisions an operator made.
     operator: str | None = None
+    #: The content rules the version breaks, blocking or warning, with how to fix them.
+    findings: list[ContentFinding] = Field(default_factory=list)
 
 
 class Notification(Immutable):

@@ -25,7 +25,7 @@ from services.gate.history import History
 from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
 from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import policies_of, rules_of
+from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.metrics import ConsumerLag
@@ -78,7 +78,7 @@ def build(
     history_table = bytes_table(app, "gate-history", settings.partitions, settings.gate_store)
     handler = GateHandler(
         policies=policies_of(deployment),
-        rules=rules_of(deployment),
+        rules=content_rules_of(deployment),
         items=items or FaustModelTable(table, ItemState),
         history=history or FaustModelTable(history_table, History),
         outbox=outbox or FaustOutbox(app, settings.kafka_write_timeout),

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import (
     AcceptedEvent,
+    ContentFinding,
     Decision,
     DeliveryReceipt,
     GateCommand,
@@ -22,7 +23,7 @@ from schemas.events import (
     Notification,
     Tick,
 )
-from services.gate import checks, wording
+from services.gate import content, wording
 from services.gate.history import History
 from services.gate.index import HoldIndex
 from services.gate.machine import (
@@ -51,7 +52,7 @@ class GateHandler:
         self,
         *,
         policies: Mapping[str, GatePolicy],
-        rules: Mapping[str, tuple[checks.Rule, ...]],
+        rules: Mapping[str, tuple[content.ContentRule, ...]],
         items: ModelTable[ItemState],
         history: ModelTable[History],
         outbox: Outbox,
@@ -77,8 +78,12 @@ class GateHandler:
     def _input(self, topic: str, value: bytes) -> Input:
         if topic == topics.ACCEPTED:
             accepted = AcceptedEvent.model_validate_json(value)
-            found = checks.findings(accepted.event, self._rules.get(accepted.tenant, ()))
-            return Accepted(accepted.event_id, accepted.event, found)
+            found = content.check(accepted.event, self._rules.get(accepted.tenant, ()))
+            findings = tuple(
+                ContentFinding(rule=f.rule, action=f.action, message=f.message, fix=f.fix)
+                for f in found
+            )
+            return Accepted(accepted.event_id, accepted.event, findings)
         if topic == topics.RECEIPTS:
             return Receipt(DeliveryReceipt.model_validate_json(value))
         return _COMMAND.validate_json(value)

@@ -25,6 +25,7 @@ from schemas.events import (
     Audience,
     Contact,
     ContentEvent,
+    ContentFinding,
     Decision,
     DecisionKind,
     DeliveryReceipt,
@@ -83,6 +84,7 @@ class Held(Immutable):
     held_since: datetime
     reasons: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    findings: tuple[ContentFinding, ...] = ()
     escalated: bool = False
     notified: bool = False
 
@@ -111,7 +113,7 @@ class ItemState(Immutable):
 class Accepted:
     event_id: str
     event: ContentEvent
-    findings: tuple[tuple[str, str], ...] = ()  # (rule, action) matched by content checks
+    findings: tuple[ContentFinding, ...] = ()  # what the content checks found
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def _decision(
         event_id=event_id,
         crisis=crisis,
         warnings=list(held.warnings) if held else [],
+        findings=list(held.findings) if held else [],
         decided_at=now,
         held_since=held.held_since if held else None,
         publish_at=held.event.publish_at if held else None,
@@ -446,10 +449,19 @@ def _on_accepted(
         return state
     state = state.model_copy(update={"latest": {**state.latest, audience: event.version}})
 
-    blocks = tuple(f"content_check:{rule}" for rule, action in inp.findings if action == "block")
-    warnings = tuple(f"content_check:{rule}" for rule, action in inp.findings if action == "warn")
+    blocks = tuple(
+        dict.fromkeys(f"content_check:{f.rule}" for f in inp.findings if f.action == "block")
+    )
+    warnings = tuple(
+        dict.fromkeys(f"content_check:{f.rule}" for f in inp.findings if f.action == "warn")
+    )
     held = Held(
-        event_id=inp.event_id, event=event, held_since=now, reasons=blocks, warnings=warnings
+        event_id=inp.event_id,
+        event=event,
+        held_since=now,
+        reasons=blocks,
+        warnings=warnings,
+        findings=inp.findings,
     )
     superseded = state.held.get(audience)
     state = state.model_copy(update={"held": {**state.held, audience: held}})

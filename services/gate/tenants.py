@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from schemas.events import Contact
-from services.gate import checks
+from services.gate.content import ContentRule, Spokesperson
 from services.gate.machine import GatePolicy
-from services.runtime.config import Deployment, Tenant
+from services.runtime.config import ContentCheck, Deployment, Tenant
 
-__all__ = ["policies_of", "rules_of"]
+__all__ = ["content_rules_of", "policies_of"]
 
 
 def _policy(tenant: Tenant) -> GatePolicy:
@@ -31,8 +31,28 @@ def policies_of(deployment: Deployment) -> dict[str, GatePolicy]:
     return {name: _policy(t) for name, t in deployment.tenants.items()}
 
 
-def rules_of(deployment: Deployment) -> dict[str, tuple[checks.Rule, ...]]:
+def _rule(check: ContentCheck, tenant: Tenant) -> ContentRule:
+    replacements = {**dict.fromkeys(check.words, ""), **check.replacements}
+    return ContentRule(
+        name=check.rule,
+        action=check.action,
+        channels=check.channels,
+        audience=check.audience,
+        lix_max=check.lix_max,
+        sentence_words_max=check.sentence_words_max,
+        words_max=check.words_max,
+        alt_max_length=check.alt_max_length,
+        max_length=check.max_length or check.limit,
+        max_links=check.max_links,
+        max_hashtags=check.max_hashtags,
+        replacements=tuple(replacements.items()),
+        spokespersons=tuple(Spokesperson(s.name, s.email) for s in tenant.spokespersons),
+    )
+
+
+def content_rules_of(deployment: Deployment) -> dict[str, tuple[ContentRule, ...]]:
+    """Each tenant's content rules, as the checks take them."""
     return {
-        name: tuple((c.rule, c.action, c.words, c.limit) for c in t.policy.content_checks)
+        name: tuple(_rule(c, t) for c in t.policy.content_checks)
         for name, t in deployment.tenants.items()
     }

@@ -40,6 +40,21 @@ _RULES = {
 }
 
 
+#: rule -> what the hold waits for, in the list's few words
+_RULE_NAMES = {
+    "plain_language": "Texten behöver bli enklare",
+    "link_text": "En länktext behöver rättas",
+    "alt_text": "En alt-text behöver rättas",
+    "personal_identity_number": "Texten innehåller ett personnummer",
+    "heading_levels": "Rubriknivåerna behöver rättas",
+    "social_limits": "Inlägget är för långt eller har för många länkar eller hashtaggar",
+    "press_spokesperson": "Pressmeddelandet behöver en talesperson och en ingress",
+    "forbidden_words": "Texten innehåller ord som ska undvikas",
+    "max_title_length": "Rubriken är för lång",
+    "summary_required": "Ingressen saknas",
+}
+
+
 @dataclass(frozen=True)
 class Finding:
     rule: str
@@ -67,11 +82,14 @@ def _finding(reason: str, action: str) -> Finding:
 def reason_text(reason: str) -> str:
     """One reason of a hold in plain words."""
     if reason.startswith("content_check:"):
-        return _finding(reason, "block").message
+        return _RULE_NAMES.get(_rule(reason), f"Innehållskontrollen {_rule(reason)} slog till")
     return _REASONS.get(reason, reason)
 
 
 def findings(held: Held) -> list[Finding]:
     """The content checks that matched a held version: blocking first, then warnings."""
+    if held.findings:
+        ordered = sorted(held.findings, key=lambda f: f.action != "block")
+        return [Finding(f.rule, f.action, f.message, f.fix) for f in ordered]
     blocking = [_finding(r, "block") for r in held.reasons if r.startswith("content_check:")]
     return blocking + [_finding(w, "warn") for w in held.warnings]

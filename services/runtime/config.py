@@ -41,6 +41,7 @@ __all__ = [
     "SenderIdentity",
     "SmtpServer",
     "SmtpTransport",
+    "Spokesperson",
     "Tenant",
     "WebhookTransport",
     "load_deployment",
@@ -75,28 +76,69 @@ class SenderIdentity(_Model):
     contact: ContactConfig
 
 
-class ContentCheck(_Model):
-    """One content rule and what a match does: ``block`` holds, ``warn`` releases with a warning.
+ContentRuleName = Literal[
+    "plain_language",
+    "link_text",
+    "alt_text",
+    "personal_identity_number",
+    "heading_levels",
+    "social_limits",
+    "press_spokesperson",
+    "forbidden_words",
+    "max_title_length",
+    "summary_required",
+]
 
-    Rules: ``personal_identity_number`` (a valid Swedish personnummer in the text),
-    ``forbidden_words`` (any of ``words``), ``max_title_length`` (over ``limit``),
-    ``summary_required``.
+
+class ContentCheck(_Model):
+    """One content rule, where it applies and what a match does: ``block`` holds the
+    item with the rule as reason, ``warn`` releases it with the finding on the decision.
+
+    ``channels`` and ``audience`` narrow where the rule applies (default: every
+    channel of both audiences); the other keys are the rule's parameters.
     """
 
-    rule: Literal[
-        "personal_identity_number", "forbidden_words", "max_title_length", "summary_required"
-    ]
+    rule: ContentRuleName
     action: Literal["block", "warn"]
+    channels: tuple[str, ...] = ()
+    audience: Literal["internal", "external"] | None = None
+    #: plain_language: highest LIX, words in one sentence, words in the text
+    lix_max: float | None = Field(default=None, gt=0)
+    sentence_words_max: int | None = Field(default=None, ge=1)
+    words_max: int | None = Field(default=None, ge=1)
+    #: alt_text: longest alt text a screen reader reads well
+    alt_max_length: int = Field(default=150, ge=1)
+    #: social_limits: characters, links and hashtags; max_title_length: characters
+    max_length: int | None = Field(default=None, ge=1)
+    max_links: int | None = Field(default=None, ge=0)
+    max_hashtags: int | None = Field(default=None, ge=0)
+    #: forbidden_words: word -> what to write instead ("" to just strike it)
+    replacements: Mapping[str, str] = Field(default_factory=dict)
+    #: forbidden_words (older form): words to avoid, with no suggestion
     words: tuple[str, ...] = ()
+    #: max_title_length (older form of max_length)
     limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _parameters(self) -> ContentCheck:
-        if self.rule == "forbidden_words" and not self.words:
-            raise ValueError("forbidden_words needs a non-empty 'words' list")
-        if self.rule == "max_title_length" and self.limit is None:
-            raise ValueError("max_title_length needs 'limit'")
+        if self.rule == "forbidden_words" and not (self.words or self.replacements):
+            raise ValueError("forbidden_words needs 'replacements' (word: suggestion) or 'words'")
+        if self.rule == "max_title_length" and self.limit is None and self.max_length is None:
+            raise ValueError("max_title_length needs 'max_length'")
+        if self.rule == "plain_language" and not (
+            self.lix_max or self.sentence_words_max or self.words_max
+        ):
+            raise ValueError("plain_language needs lix_max, sentence_words_max or words_max")
+        if self.rule == "social_limits" and not (
+            self.max_length or self.max_links is not None or self.max_hashtags is not None
+        ):
+            raise ValueError("social_limits needs max_length, max_links or max_hashtags")
         return self
+
+
+class Spokesperson(_Model):
+    name: str = Field(min_length=1)
+    email: str | None = None
 
 
 class Policy(_Model):
@@ -243,6 +285,8 @@ class Tenant(_Model):
     policy: Policy = Policy()
     channels: tuple[Channel, ...] = Field(min_length=1)
     notifications: Notifications | None = None
+    #: Who may be a press release's contact (press_spokesperson).
+    spokespersons: tuple[Spokesperson, ...] = ()
 
     @model_validator(mode="after")
     def _channels(self) -> Tenant:

@@ -114,3 +114,45 @@ def test_tenants_are_kept_apart(pipeline: Pipeline, topics: TopicReader) -> None
         "Ale's item held",
     )
     assert topics.json_for("external.web", f"ale:{item}") == []
+
+
+def test_a_blocked_link_text_holds_the_item_until_a_corrected_version(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    item = unique_item("klicka")
+    key = f"lerum:{item}"
+    ingest, gate = pipeline.services["ingest"].url, pipeline.services["gate"].url
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    topics.wait_for("intranet.notices", key, lambda v: len(v) == 1)
+
+    bad = content_event(
+        item_id=item, links=[{"url": "https://www.lerum.se/forskola", "text": "Klicka här"}]
+    )
+    assert post_event(ingest, bad).status_code == 202
+    held = wait_until(
+        lambda: [
+            h
+            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
+            if h["item_id"] == item
+        ],
+        20,
+        "the item held for its link text",
+    )
+    assert held[0]["reasons"] == ["content_check:link_text"]
+    [finding] = held[0]["findings"]
+    assert finding["rule"] == "link_text"
+    assert "Klicka här" in finding["message"]
+    assert finding["fix"]
+    decisions = topics.json_for("gate.decisions", key)
+    assert any(d["kind"] == "held" and d["findings"] for d in decisions)
+    assert topics.json_for("external.web", key) == []
+
+    good = content_event(
+        item_id=item,
+        version=2,
+        links=[{"url": "https://www.lerum.se/forskola", "text": "Ansök om förskoleplats"}],
+    )
+    assert post_event(ingest, good).status_code == 202
+    [web] = topics.wait_for("external.web", key, lambda v: len(v) == 1)
+    assert web["version"] == 2
+    assert web["links"][0]["text"] == "Ansök om förskoleplats"

@@ -19,7 +19,7 @@ from services.gate.history import History
 from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
 from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import policies_of, rules_of
+from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.memory import DictModelTable, MemoryOutbox
@@ -51,7 +51,7 @@ class Gate:
         self.registry = CollectorRegistry()
         self.handler = GateHandler(
             policies=policies_of(deployment),
-            rules=rules_of(deployment),
+            rules=content_rules_of(deployment),
             items=self.items,
             history=self.history,
             outbox=self.outbox,

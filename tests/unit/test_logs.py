@@ -82,13 +82,16 @@ def test_on_a_terminal_the_lines_are_for_people_and_still_masked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure_logging("gate", console=True)
-    structlog.get_logger("t").info("decision.held", tenant="lerum", body="19811218-9876")
-    line = capsys.readouterr().err.strip()
+    try:
+        structlog.get_logger("t").info("decision.held", tenant="lerum", body="19811218-9876")
+        line = capsys.readouterr().err.strip()
+    finally:  # the configuration holds capsys's stream, which closes with this test
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
     assert "decision.held" in line
     assert "tenant=lerum" in line
     assert not line.startswith("{")
     assert "9876" not in line
-    configure_logging("gate", console=False)
 
 
 def test_the_version_is_the_package_s(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Contact, ContentEvent, DeliveryReceipt, ManualRelease, ReleaseOrder, Tick
+from schemas import (
+    Contact,
+    ContentEvent,
+    ContentFinding,
+    DeliveryReceipt,
+    ManualRelease,
+    ReleaseOrder,
+    Tick,
+)
 from services.gate.machine import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
@@ -252,20 +260,30 @@ def test_blocking_content_check_holds_even_after_the_notice() -> None:
     gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     gate.feed(_receipts(notice.releases[0], T0)[0], T0)
-    effects = gate.feed(
-        Accepted("e1", _event(), findings=(("personal_identity_number", "block"),)), T0
+    finding = ContentFinding(
+        rule="personal_identity_number",
+        action="block",
+        message="Det finns ett personnummer i brödtexten.",
+        fix="Ta bort numret.",
     )
+    effects = gate.feed(Accepted("e1", _event(), findings=(finding,)), T0)
     assert effects.releases == ()
     assert gate.state.held["external"].reasons == ("content_check:personal_identity_number",)
+    [held] = [d for d in effects.decisions if d.kind == "held"]
+    assert held.findings == [finding], "the decision says what to fix"
 
 
 def test_warning_content_check_releases_with_the_warning() -> None:
     gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     gate.feed(_receipts(notice.releases[0], T0)[0], T0)
-    effects = gate.feed(Accepted("e1", _event(), findings=(("summary_required", "warn"),)), T0)
+    finding = ContentFinding(
+        rule="summary_required", action="warn", message="Ingressen saknas.", fix="Skriv en."
+    )
+    effects = gate.feed(Accepted("e1", _event(), findings=(finding,)), T0)
     released = [d for d in effects.decisions if d.kind == "released"]
     assert released[0].warnings == ["content_check:summary_required"]
+    assert released[0].findings == [finding]
 
 
 def test_decision_ids_are_deterministic_so_replays_match() -> None:
