@@ -89,7 +89,7 @@ def _context_errors(
                 errors.append(
                     FieldError(f"channels[{i}]", f"unknown channel {name!r}; known: {choices}")
                 )
-            elif audience in {"internal", "external"} and known != audience:
+            elif audience in ("internal", "external") and known != audience:
                 errors.append(
                     FieldError(
                         f"channels[{i}]",
@@ -152,7 +152,7 @@ def rejection(
     """The audit record of a refused event, with whatever of it could be read."""
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raw = None
     fields: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     item = item_id or fields.get("item_id")
@@ -190,6 +190,8 @@ def check_event(
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Invalid(400, f"body is not JSON: {exc}")
+    except RecursionError:
+        return Invalid(400, "body is not JSON an event can be: it is nested too deeply")
     if not isinstance(raw, dict):
         return Invalid(422, "schema violation", (FieldError("(body)", "must be a JSON object"),))
 

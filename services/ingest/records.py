@@ -30,7 +30,7 @@ __all__ = ["RecordHandler", "audit_rejection"]
 def _body_tenant(value: bytes | None) -> str:
     try:
         raw = json.loads(value or b"")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return "unknown"
     tenant = raw.get("tenant") if isinstance(raw, Mapping) else None
     return tenant if isinstance(tenant, str) and tenant else "unknown"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mode
@@ -14,6 +14,7 @@ from services.runtime.operators import Identity, OperatorDirectory
 __all__ = ["WebService", "base_app", "forbidden", "identify", "problem", "unauthorized"]
 
 PROBLEM_JSON = "application/problem+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem(
@@ -68,11 +69,30 @@ def forbidden(request: web.Request, who: Identity) -> web.Response:
     )
 
 
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (no such path, wrong method, body too large) as
+    problem+json too, so an API client always gets one shape of error. The
+    console's pages keep their own."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/console"):
+            raise
+        return problem(
+            exc.status,
+            exc.reason,
+            exc.text or exc.reason,
+            slug=exc.reason.lower().replace(" ", "-"),
+            instance=request.path,
+        )
+
+
 def base_app(
     registry: CollectorRegistry, ready: Callable[[], bool], *, client_max_size: int = 1024**2
 ) -> web.Application:
     """An aiohttp app with the three operational endpoints already routed."""
-    app = web.Application(client_max_size=client_max_size)
+    app = web.Application(client_max_size=client_max_size, middlewares=[problems])
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -157,3 +157,18 @@ def test_an_accepted_event_is_audited_with_its_item_version_and_time() -> None:
     assert (decision.decided_at, decision.publish_at) == (received, event.publish_at)
     other = acceptance(accepted.model_copy(update={"event_id": "ev-2"}))
     assert acceptance(accepted).decision_id == decision.decision_id != other.decision_id
+
+
+def test_json_nested_too_deeply_is_refused_as_400_not_a_crash() -> None:
+    result = check_event(b"[" * 100_000 + b"]" * 100_000, {"lerum": {}}, tenant="lerum")
+    assert isinstance(result, Invalid)
+    assert result.status == 400
+    assert "nested too deeply" in result.reason
+
+
+def test_a_field_of_the_wrong_type_is_a_422_naming_it_not_a_crash() -> None:
+    body = json.dumps(content_event(audience=[], tenant={"x": 1}, channels=[[1]])).encode()
+    result = check_event(body, {"lerum": {"web": "external"}}, tenant="lerum")
+    assert isinstance(result, Invalid)
+    assert result.status == 422
+    assert {"audience", "tenant"} <= {e.field for e in result.errors}
