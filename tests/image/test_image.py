@@ -120,3 +120,20 @@ def test_ingest_in_the_image_accepts_an_event_against_a_separate_broker(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+    # A read-only root filesystem holds: the container's own layer (what the run
+    # changed) has nothing outside the data volume and /tmp.
+    merged = subprocess.run(
+        [BUILDAH, "mount", container], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        layer = Path(merged).parent / "diff"
+        written = [
+            str(p.relative_to(layer))
+            for p in layer.rglob("*")
+            if p.is_file()
+            and not str(p.relative_to(layer)).startswith(("var/lib/gatekeeper", "tmp"))
+        ]
+    finally:
+        subprocess.run([BUILDAH, "umount", container], capture_output=True, check=False)
+    assert layer.is_dir(), layer
+    assert written == [], written
