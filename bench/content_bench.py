@@ -26,23 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry
 
 from schemas.events import AcceptedEvent, ContentEvent
 from services.gate.content import check
 from services.gate.handler import GateHandler
-from services.gate.history import History
-from services.gate.machine import ItemState
-from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import content_rules_of, policies_of
+from services.gate.tenants import content_rules_of
 from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from services.runtime.logs import configure_logging
-from services.runtime.memory import DictModelTable, MemoryOutbox
 from services.runtime.ports import InboundRecord
 from tests.conftest import SECRETS_ENV, content_event
-from tests.harness import read_records, service_env, start_process, stop_process, write_records
+from tests.harness import (
+    memory_gate,
+    read_records,
+    service_env,
+    start_process,
+    stop_process,
+    write_records,
+)
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "content_corpus.yaml"
 
@@ -66,19 +68,7 @@ def _per_second(action: Callable[[], object], seconds: float) -> float:
 
 
 def _handler(rules: dict[str, Any]) -> GateHandler:
-    deployment = load_deployment(DEFAULT_CONFIG_PATH, SECRETS_ENV)
-    return GateHandler(
-        policies=policies_of(deployment),
-        rules=rules,
-        items=DictModelTable(ItemState),
-        history=DictModelTable(History),
-        outbox=MemoryOutbox(),
-        telemetry=GateTelemetry(
-            CollectorRegistry(), {n: t.policy.escalate_after for n, t in deployment.tenants.items()}
-        ),
-        clock=lambda: datetime.now(UTC),
-        ready=lambda: True,
-    )
+    return memory_gate(load_deployment(DEFAULT_CONFIG_PATH, SECRETS_ENV), rules=rules)
 
 
 def _records(events: list[ContentEvent], count: int) -> list[InboundRecord]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +17,19 @@ from typing import Any
 
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
+from services.gate.content import ContentRule
+from services.gate.handler import GateHandler
+from services.gate.history import History
+from services.gate.machine import ItemState
+from services.gate.telemetry import GateTelemetry
+from services.gate.tenants import content_rules_of, policies_of
 from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.config import Deployment
+from services.runtime.memory import DictModelTable, MemoryOutbox
 from tests.conftest import OPERATORS_YAML, SECRETS_ENV
 
 SECRETS = {
@@ -326,3 +335,28 @@ def pipeline_iter(workdir: Path, bootstrap: str) -> Iterator[Pipeline]:
         yield pipeline
     finally:
         pipeline.stop_all()
+
+
+def memory_gate(
+    deployment: Deployment,
+    *,
+    rules: Mapping[str, tuple[ContentRule, ...]] | None = None,
+    outbox: MemoryOutbox | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> GateHandler:
+    """The gate's handler on in-memory ports: the deployment's policies and (unless
+    given) its content rules, always ready."""
+    return GateHandler(
+        policies=policies_of(deployment),
+        rules=content_rules_of(deployment) if rules is None else rules,
+        items=DictModelTable(ItemState),
+        history=DictModelTable(History),
+        outbox=outbox or MemoryOutbox(),
+        telemetry=GateTelemetry(
+            registry or CollectorRegistry(),
+            {n: t.policy.escalate_after for n, t in deployment.tenants.items()},
+        ),
+        clock=clock,
+        ready=lambda: True,
+    )

@@ -22,21 +22,18 @@ from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent
 from services.gate.handler import GateHandler
-from services.gate.history import History
-from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
-from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import content_rules_of, policies_of
 from services.ingest.door import EventDoor
 from services.ingest.records import RecordHandler
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
-from services.runtime.memory import DictModelTable, DictTextTable, MemoryOutbox
+from services.runtime.memory import DictTextTable, MemoryOutbox
 from services.runtime.operators import load_operators
 from services.runtime.ports import InboundRecord, OutboundRecord
 from services.runtime.web import base_app
 from tests.conftest import ALE_SECRET, LERUM_SECRET, OPERATOR_TOKEN, SECRETS_ENV, content_event
+from tests.harness import memory_gate
 
 EXAMPLES = int(os.environ.get("GATEKEEPER_FUZZ_EXAMPLES", "1000"))
 DEPLOYMENT: Deployment = load_deployment(DEFAULT_CONFIG_PATH, SECRETS_ENV)
@@ -189,18 +186,7 @@ def test_ingest_answers_anything_with_a_4xx_or_an_acceptance_and_lets_nothing_ma
 
 
 def _gate() -> tuple[web.Application, GateHandler]:
-    handler = GateHandler(
-        policies=policies_of(DEPLOYMENT),
-        rules=content_rules_of(DEPLOYMENT),
-        items=DictModelTable(ItemState),
-        history=DictModelTable(History),
-        outbox=MemoryOutbox(),
-        telemetry=GateTelemetry(
-            CollectorRegistry(), {n: t.policy.escalate_after for n, t in DEPLOYMENT.tenants.items()}
-        ),
-        clock=lambda: datetime.now(UTC),
-        ready=lambda: True,
-    )
+    handler = memory_gate(DEPLOYMENT)
     app = base_app(CollectorRegistry(), lambda: True)
     OperatorApi(
         handler, load_operators(None, shared_token=OPERATOR_TOKEN), DEPLOYMENT.tenants

@@ -14,18 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from schemas.events import AcceptedEvent, ContentEvent
 from services.gate.console import Console
-from services.gate.handler import GateHandler
-from services.gate.history import History
-from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
-from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
 from services.runtime.config import Deployment
-from services.runtime.memory import DictModelTable, MemoryOutbox
+from services.runtime.memory import MemoryOutbox
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.conftest import OPERATOR_TOKEN, content_event
+from tests.harness import memory_gate
 from tests.service.conftest import FakeClock, sha256
 
 ANNA = Identity("Anna Andersson", "anna.andersson@lerum.se", frozenset({"lerum"}), "publisher")
@@ -46,21 +42,9 @@ class Gate:
 
     def __init__(self, deployment: Deployment, clock: FakeClock) -> None:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
-        self.items: DictModelTable[ItemState] = DictModelTable(ItemState)
-        self.history: DictModelTable[History] = DictModelTable(History)
         self.registry = CollectorRegistry()
-        self.handler = GateHandler(
-            policies=policies_of(deployment),
-            rules=content_rules_of(deployment),
-            items=self.items,
-            history=self.history,
-            outbox=self.outbox,
-            telemetry=GateTelemetry(
-                self.registry,
-                {n: t.policy.escalate_after for n, t in deployment.tenants.items()},
-            ),
-            clock=clock,
-            ready=lambda: True,
+        self.handler = memory_gate(
+            deployment, outbox=self.outbox, registry=self.registry, clock=clock
         )
         self.offset = 0
 
