@@ -30,7 +30,7 @@ from services.gate.tenants import content_rules_of, policies_of
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import Deployment
 from services.runtime.memory import DictModelTable, MemoryOutbox
-from tests.conftest import OPERATORS_YAML, SECRETS_ENV
+from tests.conftest import OPERATOR_AUTH, OPERATORS_YAML, SECRETS_ENV
 
 SECRETS = {
     "lerum": SECRETS_ENV["GATEKEEPER_SECRET_LERUM"],
@@ -323,6 +323,12 @@ def service_env(
         "GATEKEEPER_LOG_LEVEL": "warning",
         **extra,
     }
+
+
+def held_rows(gate: str, item: str, query: str = "") -> list[dict[str, Any]]:
+    """The rows ``GET /v1/held`` shows for *item*, asked as the shared operator."""
+    answer = httpx.get(f"{gate}/v1/held{query}", headers=OPERATOR_AUTH)
+    return [h for h in answer.json()["held"] if h["item_id"] == item]
 
 
 def unique_item(prefix: str = "item") -> str:

@@ -12,7 +12,7 @@ finding says where something is wrong, never what a personal number was.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,7 +22,7 @@ from selectolax.lexbor import LexborHTMLParser
 from schemas.events import ContentEvent
 from services.runtime.identity_numbers import contains_identity_number
 
-__all__ = ["RULES", "ContentRule", "Finding", "Spokesperson", "check", "lix"]
+__all__ = ["ContentRule", "Finding", "Spokesperson", "check", "lix"]
 
 textstat.set_lang("sv")
 
@@ -416,7 +416,3 @@ def check(event: ContentEvent, rules: Iterable[ContentRule]) -> tuple[Finding, .
     for rule in applicable:
         findings.extend(_CHECKS[rule.name](event, body, rule))
     return tuple(dict.fromkeys(findings))
-
-
-#: Every rule name the checks know.
-RULES: Sequence[str] = tuple(_CHECKS)

@@ -100,10 +100,6 @@ class OperatorDirectory:
         self._by_email = {i.email.lower(): i for i, _ in operators if i.email}
         self.proxy_header = proxy_header
 
-    @property
-    def configured(self) -> bool:
-        return bool(self._by_digest) or self.proxy_header is not None
-
     def by_token(self, token: str) -> Identity | None:
         """Compared in constant time against every entry, whichever matches."""
         digest = _digest(token)

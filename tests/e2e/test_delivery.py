@@ -38,7 +38,7 @@ def flaky() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def gone() -> Iterator[WebhookReceiver]:
-    yield from _receiver([], secret=LERUM_SECRET)
+    yield from _receiver([])
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
-from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.harness import Pipeline, TopicReader, held_rows, post_event, unique_item, wait_until
 
 
 def test_external_item_waits_for_its_internal_notice(
@@ -19,11 +19,7 @@ def test_external_item_waits_for_its_internal_notice(
     assert posted.status_code == 202
     external_event_id = posted.json()["event_id"]
     held = wait_until(
-        lambda: [
-            h
-            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-            if h["item_id"] == item
-        ],
+        lambda: held_rows(gate, item),
         20,
         "the external item in GET /v1/held",
     )
@@ -45,11 +41,7 @@ def test_external_item_waits_for_its_internal_notice(
     assert web[0]["sender"]["unit"] == "Sektor Lärande"
     assert web[0]["sender"]["website"] == "https://www.lerum.se"
     assert topics.wait_for("external.social", key, lambda v: len(v) == 1)[0]["item_id"] == item
-    assert not [
-        h
-        for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-        if h["item_id"] == item
-    ]
+    assert not held_rows(gate, item)
 
     decisions = topics.json_for("gate.decisions", key)
     kinds = [(d["kind"], d["audience"]) for d in decisions]
@@ -130,11 +122,7 @@ def test_a_blocked_link_text_holds_the_item_until_a_corrected_version(
     )
     assert post_event(ingest, bad).status_code == 202
     held = wait_until(
-        lambda: [
-            h
-            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-            if h["item_id"] == item
-        ],
+        lambda: held_rows(gate, item),
         20,
         "the item held for its link text",
     )

@@ -13,15 +13,7 @@ import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import OPERATOR_AUTH, OPERATOR_TOKEN, content_event, internal_notice
-from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
-
-
-def _held(gate: str, item: str, query: str = "") -> list[dict]:
-    return [
-        h
-        for h in httpx.get(f"{gate}/v1/held{query}", headers=OPERATOR_AUTH).json()["held"]
-        if h["item_id"] == item
-    ]
+from tests.harness import Pipeline, TopicReader, held_rows, post_event, unique_item, wait_until
 
 
 def _release(gate: str, tenant: str, item: str, token: str | None, body: object) -> httpx.Response:
@@ -38,9 +30,9 @@ def test_held_list_filters_by_tenant(pipeline: Pipeline) -> None:
         post_event(ingest, content_event(tenant="ale", item_id=item), tenant="ale").status_code
         == 202
     )
-    wait_until(lambda: _held(gate, item), 20, "held item")
-    assert _held(gate, item, "?tenant=ale")[0]["tenant"] == "ale"
-    assert _held(gate, item, "?tenant=lerum") == []
+    wait_until(lambda: held_rows(gate, item), 20, "held item")
+    assert held_rows(gate, item, "?tenant=ale")[0]["tenant"] == "ale"
+    assert held_rows(gate, item, "?tenant=lerum") == []
     assert httpx.get(f"{gate}/v1/held?tenant=oslo", headers=OPERATOR_AUTH).status_code == 404
 
 
@@ -51,13 +43,13 @@ def test_manual_release_needs_the_operator_token_and_is_audited(
     item = unique_item("manual")
     key = f"lerum:{item}"
     assert post_event(ingest, content_event(item_id=item)).status_code == 202
-    wait_until(lambda: _held(gate, item), 20, "held item")
+    wait_until(lambda: held_rows(gate, item), 20, "held item")
 
     for token in (None, "wrong-token"):
         refused = _release(gate, "lerum", item, token, {"reason": "Personalen informerad muntligt"})
         assert refused.status_code == 401
         assert refused.headers["content-type"].startswith("application/problem+json")
-    assert _held(gate, item), "a refused release changed nothing"
+    assert held_rows(gate, item), "a refused release changed nothing"
     assert _release(gate, "lerum", item, OPERATOR_TOKEN, {}).status_code == 422
     assert _release(gate, "lerum", "not-held", OPERATOR_TOKEN, {"reason": "x"}).status_code == 404
 
@@ -66,7 +58,7 @@ def test_manual_release_needs_the_operator_token_and_is_audited(
     )
     assert released.status_code == 200
     assert released.json()["status"] == "released"
-    assert _held(gate, item) == []
+    assert held_rows(gate, item) == []
     web = topics.wait_for("external.web", key, lambda v: len(v) == 1)
     assert web[0]["sender"]["organization"] == "Lerums kommun"
     overridden = [d for d in topics.json_for("gate.decisions", key) if d["kind"] == "overridden"]
@@ -83,7 +75,7 @@ def test_content_check_blocks_a_personnummer_and_says_why(
     topics.wait_for("intranet.notices", f"lerum:{item}", lambda v: len(v) == 1)
     event = content_event(item_id=item, body="Kontakta 19811218-9876 för mer information.")
     assert post_event(ingest, event).status_code == 202
-    held = wait_until(lambda: _held(gate, item), 20, "held item")
+    held = wait_until(lambda: held_rows(gate, item), 20, "held item")
     assert held[0]["reasons"] == ["content_check:personal_identity_number"]
     logs = (
         pipeline.services["gate"].log_path.read_text()
@@ -183,13 +175,13 @@ def test_a_scheduled_item_goes_out_by_itself_when_its_time_comes(
     at = datetime.now(UTC) + timedelta(seconds=4)
     for event in (internal_notice(item_id=item), content_event(item_id=item)):
         assert post_event(ingest, {**event, "publish_at": at.isoformat()}).status_code == 202
-    held = wait_until(lambda: _held(gate, item, "?tenant=lerum"), 20, "the held item")
+    held = wait_until(lambda: held_rows(gate, item, "?tenant=lerum"), 20, "the held item")
     assert "awaiting_publish_at" in held[0]["reasons"]
     web = topics.wait_for("external.web", f"lerum:{item}", lambda v: len(v) == 1, timeout=30)
     assert datetime.fromisoformat(web[0]["released_at"]) >= at
     intranet = topics.json_for("intranet.notices", f"lerum:{item}")
     assert datetime.fromisoformat(intranet[0]["released_at"]) >= at
-    assert _held(gate, item) == []
+    assert held_rows(gate, item) == []
 
 
 def test_a_hold_past_escalate_after_is_escalated_counted_and_stays_held(
@@ -214,7 +206,7 @@ def test_a_hold_past_escalate_after_is_escalated_counted_and_stays_held(
     )
     decision = next(d for d in escalated if d["kind"] == "escalated")
     assert (decision["rule"], decision["audience"]) == ("escalate_after", "external")
-    held = wait_until(lambda: [h for h in _held(gate.url, item) if h["escalated"]], 10, "flag")
+    held = wait_until(lambda: [h for h in held_rows(gate.url, item) if h["escalated"]], 10, "flag")
     assert held[0]["reasons"] == ["awaiting_internal_notice"]
     assert _metric(gate.url, "gatekeeper_gate_escalations_total", tenant="lerum") == 1
     wait_until(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
-
-from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
-from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.conftest import content_event, internal_notice
+from tests.harness import Pipeline, TopicReader, held_rows, post_event, unique_item, wait_until
 
 
 def _kinds(topics: TopicReader, key: str) -> list[tuple[str, str | None, int]]:
@@ -56,24 +54,14 @@ def test_retract_cancels_what_is_held(pipeline: Pipeline, topics: TopicReader) -
     key = f"lerum:{item}"
     assert post_event(ingest, content_event(item_id=item)).status_code == 202
     wait_until(
-        lambda: [
-            h
-            for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-            if h["item_id"] == item
-        ],
+        lambda: held_rows(gate, item),
         20,
         "held",
     )
     retract = content_event(item_id=item, action="retract", channels=[])
     assert post_event(ingest, retract).status_code == 202
     wait_until(
-        lambda: (
-            not [
-                h
-                for h in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-                if h["item_id"] == item
-            ]
-        ),
+        lambda: not held_rows(gate, item),
         20,
         "no longer held",
     )
@@ -110,11 +98,7 @@ def test_crisis_is_held_where_the_lane_is_off(pipeline: Pipeline) -> None:
     event = content_event(tenant="ale", item_id=item, crisis=True)
     assert post_event(ingest, event, tenant="ale").status_code == 202
     held = wait_until(
-        lambda: [
-            h
-            for h in httpx.get(f"{gate}/v1/held?tenant=ale", headers=OPERATOR_AUTH).json()["held"]
-            if h["item_id"] == item
-        ],
+        lambda: held_rows(gate, item, "?tenant=ale"),
         20,
         "held",
     )

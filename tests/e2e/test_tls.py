@@ -9,13 +9,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.runtime.broker import EmbeddedBroker, free_port
-from tests.conftest import OPERATOR_AUTH, content_event
+from tests.conftest import content_event
 from tests.e2e.certs import make_ca, make_server_cert
-from tests.harness import Pipeline, post_event, unique_item, wait_until
+from tests.harness import Pipeline, held_rows, post_event, unique_item, wait_until
 
 
 @pytest.fixture
@@ -55,13 +54,7 @@ def test_the_services_work_through_tls_and_refuse_an_unknown_ca(
         item = unique_item("tls")
         assert post_event(ingest.url, content_event(item_id=item)).status_code == 202
         wait_until(
-            lambda: (
-                item
-                in {
-                    h["item_id"]
-                    for h in httpx.get(f"{gate.url}/v1/held", headers=OPERATOR_AUTH).json()["held"]
-                }
-            ),
+            lambda: held_rows(gate.url, item),
             60,
             "the event through TLS to the gate's held list",
         )

@@ -65,8 +65,9 @@ class Gate:
         return [json.loads(r.value or b"") for r in self.outbox.on(topics.DECISIONS)]
 
 
-async def _hold(gate: Gate, clock: FakeClock, item_id: str) -> None:
-    event = ContentEvent.model_validate(content_event(item_id=item_id))
+async def _hold(gate: Gate, clock: FakeClock, item_id: str, **fields: object) -> None:
+    """An accepted event for *item_id* (Lerum's web by default), as ingest hands it over."""
+    event = ContentEvent.model_validate(content_event(item_id=item_id, **fields))
     accepted = AcceptedEvent(
         event_id=f"e-{item_id}-{len(gate.outbox.sent)}",
         tenant="lerum",
@@ -152,23 +153,7 @@ async def test_a_scheduled_item_is_ticked_and_released_when_its_time_comes(
     gate = Gate(deployment, clock)
     # An internal notice scheduled an hour ahead waits only for its time.
     later = (clock() + timedelta(hours=1)).isoformat()
-    event = ContentEvent.model_validate(
-        content_event(
-            item_id="later",
-            audience="internal",
-            channels=["intranet"],
-            publish_at=later,
-        )
-    )
-    accepted = AcceptedEvent(
-        event_id="e-later",
-        tenant="lerum",
-        item_id="later",
-        source="http",
-        received_at=clock(),
-        event=event,
-    )
-    await gate.feed(topics.ACCEPTED, b"lerum:later", accepted.model_dump_json().encode())
+    await _hold(gate, clock, "later", audience="internal", channels=["intranet"], publish_at=later)
     await gate.handler.tick_due()
     assert gate.outbox.on(topics.RELEASES) == []
     clock.advance(hours=1)
@@ -233,16 +218,7 @@ async def test_a_rejected_item_goes_nowhere_until_a_newer_version_arrives(
     await _hold(gate, clock, "wrong")  # the same version once more, under a new event id
     assert gate.decisions()[-1]["kind"] == "stale"
     assert gate.handler.held() == []
-    event = ContentEvent.model_validate(content_event(item_id="wrong", version=2))
-    accepted = AcceptedEvent(
-        event_id="e-wrong-2",
-        tenant="lerum",
-        item_id="wrong",
-        source="http",
-        received_at=clock(),
-        event=event,
-    )
-    await gate.feed(topics.ACCEPTED, b"lerum:wrong", accepted.model_dump_json().encode())
+    await _hold(gate, clock, "wrong", version=2)
     assert [s.item_id for s in gate.handler.held()] == ["wrong"], "version 2 is held as usual"
     assert gate.outbox.on(topics.RELEASES) == []
 

@@ -41,7 +41,7 @@ class FakeTransport:
         return payload
 
     async def close(self) -> None:
-        pass
+        """Holds no connection."""
 
 
 class Publish:
