@@ -35,6 +35,7 @@ __all__ = [
     "ManualRelease",
     "Notification",
     "PublishedNotice",
+    "Recorded",
     "ReleaseOrder",
     "Sender",
     "Tick",
@@ -311,4 +312,13 @@ class ManualReject(Immutable):
     operator: NonEmpty
 
 
-GateCommand = Annotated[Tick | ManualRelease | ManualReject, Field(discriminator="kind")]
+class Recorded(Immutable):
+    """A decision made before the gate (ingest refusing a version), for the item's history."""
+
+    kind: Literal["recorded"] = "recorded"
+    tenant: NonEmpty
+    item_id: ItemId
+    decision: Decision
+
+
+GateCommand = Annotated[Tick | ManualRelease | ManualReject | Recorded, Field(discriminator="kind")]

@@ -272,6 +272,15 @@ def write_records(
     producer.close()
 
 
+def write_batched(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    """Write *values* in batches of many records, as a busy producer does."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
+    for key, value in values:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
 def read_records(
     bootstrap: str,
     topic: str,
@@ -323,6 +332,29 @@ def service_env(
         "GATEKEEPER_LOG_LEVEL": "warning",
         **extra,
     }
+
+
+def start_up(
+    workdir: Path,
+) -> tuple[subprocess.Popen[bytes], dict[str, int], Path, dict[str, str]]:
+    """``gatekeeper up`` as a person runs it in a terminal (its own process group), on
+    free ports and *workdir*: the process, the services' ports, its output file and
+    its environment."""
+    ports = {name: free_port() for name in ("ingest", "gate", "publish")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
+    env.update(SECRETS_ENV)
+    env.update({f"GATEKEEPER_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update(GATEKEEPER_DATA_DIR=str(workdir), GATEKEEPER_HOST="127.0.0.1")
+    out = workdir / "up.out"
+    with open(out, "wb") as sink:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"],
+            start_new_session=True,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return up, ports, out, env
 
 
 def held_rows(gate: str, item: str, query: str = "") -> list[dict[str, Any]]:

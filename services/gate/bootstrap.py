@@ -1,16 +1,18 @@
 """Composition root of the gate.
 
 In: ``cms.accepted`` (AcceptedEvent), ``publish.receipts`` (DeliveryReceipt) and
-``gate.commands`` (Tick, ManualRelease), all keyed ``{tenant}:{item_id}`` and
-co-partitioned, consumed by one agent so that one item's inputs are decided in
-order. Table: ``gate-items`` (ItemState per item). Out: ``gate.releases``
-(ReleaseOrder) and ``gate.decisions`` (Decision, the audit trail).
-HTTP: ``GET /v1/held`` and ``POST /v1/held/{tenant}/{item_id}/release``.
+``gate.commands`` (Tick, ManualRelease, ManualReject, Recorded), all keyed
+``{tenant}:{item_id}`` and co-partitioned, consumed by one agent in batches so
+that one item's inputs are decided in order. Tables: ``gate-items`` (ItemState
+per item) and ``gate-history`` (each item's decisions, for the console). Out,
+on a producer that batches: ``gate.releases`` (ReleaseOrder),
+``gate.decisions`` (Decision, the audit trail), ``gate.notifications`` and
+the ticks on ``gate.commands``. HTTP: the operator API and the console.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +36,8 @@ from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
 from services.runtime.streams import (
     FaustModelTable,
-    FaustOutbox,
-    KeyLanes,
+    PartitionBatches,
+    ProducerOutbox,
     bytes_table,
     inbound,
     is_ready,
@@ -43,7 +45,11 @@ from services.runtime.streams import (
 )
 from services.runtime.web import WebService, base_app
 
-__all__ = ["Gate", "build"]
+__all__ = ["CHANGELOG_LINGER_MS", "Gate", "build"]
+
+#: How long the changelog producer waits to fill a batch; nothing waits for it
+#: but the commit, and a crash before it only means the inputs are read again.
+CHANGELOG_LINGER_MS = 20
 
 
 @dataclass
@@ -65,7 +71,14 @@ def build(
     items: ModelTable[ItemState] | None = None,
     history: ModelTable[History] | None = None,
 ) -> Gate:
-    app = make_app("gate", settings)
+    # The app's producer writes only the tables' changelogs, off the path of a
+    # release (outputs go through the outbox): it may wait to fill its batches.
+    app = make_app(
+        "gate",
+        settings,
+        producer_linger_ms=CHANGELOG_LINGER_MS,
+        producer_max_batch_size=256 * 1024,
+    )
     registry.register(ConsumerLag(app))
     telemetry = GateTelemetry(
         registry, {name: t.policy.escalate_after for name, t in deployment.tenants.items()}
@@ -74,35 +87,30 @@ def build(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
     table = bytes_table(app, "gate-items", settings.partitions, settings.gate_store)
-    decisions = app.topic(topics.DECISIONS, key_type=bytes, value_type=bytes)
     history_table = bytes_table(app, "gate-history", settings.partitions, settings.gate_store)
+    producer = ProducerOutbox(settings, settings.kafka_write_timeout)
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=content_rules_of(deployment),
         items=items or FaustModelTable(table, ItemState),
         history=history or FaustModelTable(history_table, History),
-        outbox=outbox or FaustOutbox(app, settings.kafka_write_timeout),
+        outbox=outbox or producer,
         telemetry=telemetry,
         clock=clock,
         ready=lambda: is_ready(app),
         console_url=settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console",
     )
 
-    async def on_event(event: Any) -> None:
-        await handler.handle(inbound(event))
+    async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> None:
+        await handler.handle_batch([inbound(e) for e in events], enter)
 
-    # One item's inputs are decided in order; different items side by side.
-    lanes = KeyLanes(app, on_event)
+    # One item's inputs are decided in order; partitions side by side, in batches.
+    lanes = PartitionBatches(app, decide)
 
     @app.agent(inputs)
     async def gate(stream: Any) -> None:
         async for event in stream.noack().events():
             await lanes.feed(event)
-
-    @app.agent(decisions)
-    async def record_history(stream: Any) -> None:
-        async for event in stream.events():
-            handler.record_history(inbound(event))
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def tick_due() -> None:
@@ -114,4 +122,4 @@ def build(
     api.add_routes(web_app)
     Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)
     web_service = WebService(web_app, settings.host, settings.gate_port)
-    return Gate(app=app, services=[web_service], web_app=web_app, handler=handler)
+    return Gate(app=app, services=[web_service, producer], web_app=web_app, handler=handler)

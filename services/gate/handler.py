@@ -7,7 +7,8 @@ readiness check), so a test constructs it with in-memory fakes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import TypeAdapter, ValidationError
@@ -21,6 +22,7 @@ from schemas.events import (
     ManualReject,
     ManualRelease,
     Notification,
+    Recorded,
     Tick,
 )
 from services.gate import content, wording
@@ -28,6 +30,7 @@ from services.gate.history import History
 from services.gate.index import HoldIndex
 from services.gate.machine import (
     Accepted,
+    Effects,
     GatePolicy,
     Input,
     ItemState,
@@ -37,12 +40,32 @@ from services.gate.machine import (
 )
 from services.gate.telemetry import GateTelemetry
 from services.runtime import topics
+from services.runtime.audit import acceptance
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 
 __all__ = ["GateHandler"]
 
-_COMMAND: TypeAdapter[Tick | ManualRelease | ManualReject] = TypeAdapter(GateCommand)
+#: ticks written together, each write one wait for the broker's acknowledgement
+_TICKS_PER_WRITE = 500
+
+
+def _nothing(_: int) -> None:
+    pass
+
+
+@dataclass
+class _Batch:
+    """What a batch of inputs changes: each item's state and history (with the input
+    that left them), the records to write, and what was decided."""
+
+    states: dict[bytes, tuple[int, ItemState]] = field(default_factory=dict)
+    histories: dict[bytes, tuple[int, History]] = field(default_factory=dict)
+    outbound: list[OutboundRecord] = field(default_factory=list)
+    decided: list[tuple[ItemState, Effects]] = field(default_factory=list)
+
+
+_COMMAND: TypeAdapter[Tick | ManualRelease | ManualReject | Recorded] = TypeAdapter(GateCommand)
 
 
 class GateHandler:
@@ -75,7 +98,9 @@ class GateHandler:
 
     # -- inputs -----------------------------------------------------------------------
 
-    def _input(self, topic: str, value: bytes) -> Input:
+    def _input(self, topic: str, value: bytes) -> tuple[Input | None, tuple[Decision, ...]]:
+        """The input to decide (None if there is nothing to decide) and the decisions
+        made before the gate that it brings for the item's history."""
         if topic == topics.ACCEPTED:
             accepted = AcceptedEvent.model_validate_json(value)
             found = content.check(accepted.event, self._rules.get(accepted.tenant, ()))
@@ -83,68 +108,131 @@ class GateHandler:
                 ContentFinding(rule=f.rule, action=f.action, message=f.message, fix=f.fix)
                 for f in found
             )
-            return Accepted(accepted.event_id, accepted.event, findings)
+            return Accepted(accepted.event_id, accepted.event, findings), (acceptance(accepted),)
         if topic == topics.RECEIPTS:
-            return Receipt(DeliveryReceipt.model_validate_json(value))
-        return _COMMAND.validate_json(value)
+            return Receipt(DeliveryReceipt.model_validate_json(value)), ()
+        command = _COMMAND.validate_json(value)
+        if isinstance(command, Recorded):
+            return None, (command.decision,)
+        return command, ()
 
     async def handle(self, record: InboundRecord) -> None:
-        """Decide one input. Effects are written before the state is saved: a crash
-        between them replays the input, and a repeated release is caught downstream,
-        while a lost one could not be."""
-        key = ItemKey.parse(record.key)
-        if key is None or record.value is None:
-            self._telemetry.unkeyed_input(record)
-            return
-        try:
-            inp = self._input(record.topic, record.value)
-        except ValidationError as exc:
-            self._telemetry.undecodable_input(record, exc.error_count())
-            return
-        policy = self._policies.get(key.tenant)
-        if policy is None:
-            self._telemetry.unknown_tenant(record, key.tenant, key.item_id)
-            return
-        state = self._items.get(key.encode()) or ItemState(tenant=key.tenant, item_id=key.item_id)
+        """Decide one input (a batch of one)."""
+        await self.handle_batch([record])
+
+    async def handle_batch(
+        self, records: Sequence[InboundRecord], enter: Callable[[int], None] = _nothing
+    ) -> None:
+        """Decide inputs in their order; write every effect, then save what changed.
+
+        Effects are written before the states are saved: a crash between them
+        replays the inputs, and a repeated release is caught downstream, while a
+        lost one could not be. Each item's state and history are saved once per
+        batch; *enter(i)* is called before what input *i* left is saved (the
+        runner makes that input current there).
+        """
         now = self._clock()
-        state, effects = decide(state, inp, now, policy)
-        raw_key = key.encode()
-        await self._outbox.send_all(
-            [
-                *(
-                    OutboundRecord(topics.RELEASES, raw_key, o.model_dump_json().encode())
-                    for o in effects.releases
-                ),
-                *(
-                    OutboundRecord(topics.DECISIONS, raw_key, d.model_dump_json().encode())
-                    for d in effects.decisions
-                ),
-                *(
-                    OutboundRecord(
-                        topics.NOTIFICATIONS,
-                        raw_key,
-                        self._notification(state, n, now).model_dump_json().encode(),
-                    )
-                    for n in effects.notifications
-                ),
-            ]
-        )
-        for order in effects.releases:
-            latency = None
-            if (
-                order.audience == "external"
-                and order.action == "publish"
-                and state.internal_delivered_at is not None
-            ):
-                latency = (now - state.internal_delivered_at).total_seconds()
-            self._telemetry.released(order, latency)
-        for decision in effects.decisions:
-            self._telemetry.decided(decision)
+        batch = _Batch()
+        for i, record in enumerate(records):
+            read = self._read(record)
+            if read is None:
+                continue
+            key, inp, noted = read
+            raw_key = key.encode()
+            if inp is not None:
+                if raw_key in batch.states:
+                    before: ItemState | None = batch.states[raw_key][1]
+                else:
+                    before = self._items.get(raw_key)
+                state = before or ItemState(tenant=key.tenant, item_id=key.item_id)
+                state, effects = decide(state, inp, now, self._policies[key.tenant])
+                batch.outbound.extend(self._outbound(raw_key, state, effects, now))
+                batch.decided.append((state, effects))
+                batch.states[raw_key] = (i, state)
+                noted = (*noted, *effects.decisions)
+            self._add_history(batch, raw_key, i, noted)
+        await self._outbox.send_all(batch.outbound)
+        self._count(batch.decided, now)
         # Saved even when unchanged: an input replayed after a crash finds the state
         # it made already in a local store, decides nothing new, and this write is
         # what puts that state on the changelog, if the crash kept it off.
-        self._items.put(raw_key, state)
-        self._note(raw_key, state)
+        for raw_key, (i, state) in batch.states.items():
+            enter(i)
+            self._items.put(raw_key, state)
+            self._note(raw_key, state)
+        for raw_key, (i, history) in batch.histories.items():
+            enter(i)
+            self._history.put(raw_key, history)
+
+    def _read(
+        self, record: InboundRecord
+    ) -> tuple[ItemKey, Input | None, tuple[Decision, ...]] | None:
+        """The item an input is for, the input and the decisions it brings; None (and
+        counted) if it cannot be decided."""
+        key = ItemKey.parse(record.key)
+        if key is None or record.value is None:
+            self._telemetry.unkeyed_input(record)
+            return None
+        try:
+            inp, noted = self._input(record.topic, record.value)
+        except ValidationError as exc:
+            self._telemetry.undecodable_input(record, exc.error_count())
+            return None
+        if key.tenant not in self._policies:
+            self._telemetry.unknown_tenant(record, key.tenant, key.item_id)
+            return None
+        return key, inp, noted
+
+    def _add_history(
+        self, batch: _Batch, raw_key: bytes, i: int, decisions: Sequence[Decision]
+    ) -> None:
+        if not decisions:
+            return
+        if raw_key in batch.histories:
+            before = batch.histories[raw_key][1]
+        else:
+            before = self._history.get(raw_key) or History()
+        after = before
+        for decision in decisions:
+            after = after.add(decision)  # a replayed decision is not added twice
+        if after is not before:
+            batch.histories[raw_key] = (i, after)
+
+    def _count(self, decided: Sequence[tuple[ItemState, Effects]], now: datetime) -> None:
+        for state, effects in decided:
+            for order in effects.releases:
+                latency = None
+                if (
+                    order.audience == "external"
+                    and order.action == "publish"
+                    and state.internal_delivered_at is not None
+                ):
+                    latency = (now - state.internal_delivered_at).total_seconds()
+                self._telemetry.released(order, latency)
+            for decision in effects.decisions:
+                self._telemetry.decided(decision)
+
+    def _outbound(
+        self, raw_key: bytes, state: ItemState, effects: Effects, now: datetime
+    ) -> list[OutboundRecord]:
+        return [
+            *(
+                OutboundRecord(topics.RELEASES, raw_key, o.model_dump_json().encode())
+                for o in effects.releases
+            ),
+            *(
+                OutboundRecord(topics.DECISIONS, raw_key, d.model_dump_json().encode())
+                for d in effects.decisions
+            ),
+            *(
+                OutboundRecord(
+                    topics.NOTIFICATIONS,
+                    raw_key,
+                    self._notification(state, n, now).model_dump_json().encode(),
+                )
+                for n in effects.notifications
+            ),
+        ]
 
     def _notification(self, state: ItemState, due: Notify, now: datetime) -> Notification:
         held, event = due.held, due.held.event
@@ -185,14 +273,17 @@ class GateHandler:
         if not self._index_once() or not self._ready():
             return
         now = self._clock()
+        ticks = []
         for raw_key, _ in self._index.due(now):
             key = ItemKey.parse(raw_key)
             if key is None:
                 continue
             tick = Tick(tenant=key.tenant, item_id=key.item_id, at=now)
-            await self._outbox.send_all(
-                [OutboundRecord(topics.GATE_COMMANDS, raw_key, tick.model_dump_json().encode())]
+            ticks.append(
+                OutboundRecord(topics.GATE_COMMANDS, raw_key, tick.model_dump_json().encode())
             )
+        for start in range(0, len(ticks), _TICKS_PER_WRITE):
+            await self._outbox.send_all(ticks[start : start + _TICKS_PER_WRITE])
         index = self._index
         self._telemetry.holds(
             index.counts(),
@@ -222,20 +313,6 @@ class GateHandler:
 
     def history(self, key: ItemKey) -> History:
         return self._history.get(key.encode()) or History()
-
-    def record_history(self, record: InboundRecord) -> None:
-        """Add a decision from ``gate.decisions`` to its item's history."""
-        if record.key is None or record.value is None:
-            return
-        try:
-            decision = Decision.model_validate_json(record.value)
-        except ValidationError as exc:
-            self._telemetry.undecodable_input(record, exc.error_count())
-            return
-        before = self._history.get(record.key) or History()
-        after = before.add(decision)
-        if after is not before:
-            self._history.put(record.key, after)
 
     async def request_release(self, key: ItemKey, reason: str, operator: str) -> str | None:
         """Ask for a manual release of what *key* holds; its request id, None if nothing is."""

@@ -213,6 +213,7 @@ class EventDoor:
                     tenant=signed.tenant,
                     item_id=None,
                     event_id=signed.webhook_id,
+                    known_tenant=True,
                 )
             except Exception as exc:  # the answer stands; the log says what is missing
                 self._telemetry.audit_failed(signed.tenant, signed.webhook_id, type(exc).__name__)

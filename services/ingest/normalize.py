@@ -16,14 +16,14 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.events import PRESS_CHANNEL, AcceptedEvent, ContentEvent, Decision, ItemId
+from schemas.events import PRESS_CHANNEL, ContentEvent, Decision, ItemId
+from services.runtime.audit import AUDIT_NAMESPACE
 from services.runtime.keys import ItemKey
 
 __all__ = [
     "FieldError",
     "Invalid",
     "TenantChannels",
-    "acceptance",
     "check_event",
     "rejection",
     "split_key",
@@ -104,7 +104,6 @@ def _context_errors(
 
 
 _ITEM_ID: TypeAdapter[str] = TypeAdapter(ItemId)
-_NS = uuid.UUID("0c7d5a43-2f55-4f4e-a7a8-5b1b8f0b9e21")
 
 
 def _is_item_id(value: object) -> bool:
@@ -113,31 +112,6 @@ def _is_item_id(value: object) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def acceptance(accepted: AcceptedEvent) -> Decision:
-    """The audit record of an event that passed the contract check.
-
-    Ingest decides acceptance as it decides rejection, so both are audited here;
-    what the gate then does with the event (hold, release, stale) follows it.
-    The id is derived from the event id, so a replayed record repeats it.
-    """
-    event = accepted.event
-    return Decision(
-        decision_id=str(uuid.uuid5(_NS, f"{accepted.tenant}:{accepted.event_id}:accepted")),
-        kind="accepted",
-        reason=f"valid event received ({accepted.source})",
-        rule="contract_v1",
-        tenant=accepted.tenant,
-        item_id=accepted.item_id,
-        version=event.version,
-        audience=event.audience,
-        channels=list(event.channels),
-        event_id=accepted.event_id,
-        crisis=event.crisis,
-        decided_at=accepted.received_at,
-        publish_at=event.publish_at,
-    )
 
 
 def rejection(
@@ -160,7 +134,7 @@ def rejection(
     audience = fields.get("audience")
     problems = "; ".join(f"{e.field}: {e.problem}" for e in invalid.errors)
     return Decision(
-        decision_id=str(uuid.uuid5(_NS, f"{tenant}:{event_id}:rejected")),
+        decision_id=str(uuid.uuid5(AUDIT_NAMESPACE, f"{tenant}:{event_id}:rejected")),
         kind="rejected",
         reason=(f"{invalid.reason}: {problems}" if problems else invalid.reason)[:2000],
         rule="contract_v1",

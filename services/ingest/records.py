@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from schemas.events import AcceptedEvent
+from schemas.events import AcceptedEvent, Recorded
 from services.ingest import dedupe
 from services.ingest.normalize import (
     Invalid,
     TenantChannels,
-    acceptance,
     check_event,
     rejection,
 )
 from services.ingest.telemetry import IngestTelemetry, Source
 from services.runtime import topics
+from services.runtime.audit import acceptance
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, OutboundRecord, Outbox, TextTable
 
@@ -46,15 +46,22 @@ async def audit_rejection(
     tenant: str,
     item_id: str | None,
     event_id: str,
+    known_tenant: bool,
 ) -> None:
-    """Write the ``rejected`` decision of a refused event to the audit trail."""
+    """Write the ``rejected`` decision of a refused event to the audit trail.
+
+    When it names a known tenant's item, the gate gets it too, for the item's
+    history in the console.
+    """
     decision = rejection(
         body, invalid, tenant=tenant, item_id=item_id, event_id=event_id, now=clock()
     )
     key = ItemKey(decision.tenant, decision.item_id).encode()
-    await outbox.send_all(
-        [OutboundRecord(topics.DECISIONS, key, decision.model_dump_json().encode())]
-    )
+    records = [OutboundRecord(topics.DECISIONS, key, decision.model_dump_json().encode())]
+    if known_tenant and decision.item_id != "unknown":
+        note = Recorded(tenant=decision.tenant, item_id=decision.item_id, decision=decision)
+        records.append(OutboundRecord(topics.GATE_COMMANDS, key, note.model_dump_json().encode()))
+    await outbox.send_all(records)
     telemetry.rejected(decision)
 
 
@@ -144,6 +151,7 @@ class RecordHandler:
             tenant=key.tenant if key else _body_tenant(record.value),
             item_id=key.item_id if key else None,
             event_id=delivery,
+            known_tenant=key is not None and key.tenant in self._channels,
         )
         self._telemetry.dead_lettered(
             source,

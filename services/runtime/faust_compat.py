@@ -9,6 +9,7 @@ with, the service stops with one message rather than misbehave quietly.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,8 @@ __all__ = [
     "UntestedFaust",
     "check_version",
     "committed_and_end_offsets",
+    "exact_log_ends",
+    "fetched_ends",
     "is_ready",
     "set_current_event",
     "short_fetch_wait",
@@ -74,6 +77,61 @@ def short_fetch_wait(wait_ms: int) -> None:
 
     create._gatekeeper = True  # type: ignore[attr-defined]
     driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def exact_log_ends(bootstrap: str, client: Mapping[str, Any], timeout: float = 10.0) -> None:
+    """Make table recovery read each changelog to its true end, on any broker.
+
+    Recovery reads a changelog up to the end offset ListOffsets answers. The
+    embedded broker answers the last produce batch's base offset + 1, which is
+    the end only when that batch holds one record; trusted, it silently drops
+    the tail of a batched changelog. A fetch's high-water mark is right there,
+    so each end is checked by fetching from the answered end - 1 with a
+    consumer of its own, and the larger of the two is used. On a broker whose
+    ListOffsets is right both agree. Patches
+    ``AIOKafkaConsumerThread._highwaters`` (what ``Recovery`` asks), once.
+    """
+    import faust.transport.drivers.aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._highwaters
+    if getattr(original, "_gatekeeper", False):
+        return
+
+    async def highwaters(self: Any, partitions: Any) -> Mapping[Any, int | None]:
+        ends = dict(await original(self, partitions))
+        async with asyncio.timeout(timeout):
+            return await fetched_ends(bootstrap, client, ends)
+
+    highwaters._gatekeeper = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._highwaters = highwaters  # type: ignore[method-assign,assignment]
+
+
+async def fetched_ends(
+    bootstrap: str, client: Mapping[str, Any], ends: Mapping[Any, int | None]
+) -> dict[Any, int | None]:
+    """*ends* checked against the high-water mark of a fetch from each end - 1."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    probe = {tp: end for tp, end in ends.items() if end}
+    if not probe:
+        return dict(ends)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client
+    )
+    await consumer.start()
+    try:
+        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in probe}
+        consumer.assign(list(tps.values()))
+        for tp, end in probe.items():
+            consumer.seek(tps[tp], end - 1)
+        while any(consumer.highwater(t) is None for t in tps.values()):
+            await consumer.getmany(timeout_ms=100)
+        exact = dict(ends)
+        for tp, end in probe.items():
+            exact[tp] = max(end, consumer.highwater(tps[tp]) or 0)
+        return exact
+    finally:
+        await consumer.stop()
 
 
 def is_ready(app: faust.App) -> bool:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
 from services.runtime.broker import EmbeddedBroker
-from tests.conftest import content_event
-from tests.harness import Pipeline, TopicReader, post_event, unique_item
+from services.runtime.faust_compat import fetched_ends
+from services.runtime.topics import ensure_topics
+from tests.conftest import OPERATOR_AUTH, content_event
+from tests.harness import (
+    Pipeline,
+    TopicReader,
+    accepted_event,
+    post_event,
+    unique_item,
+    wait_until,
+    write_batched,
+)
 
 
 def test_idempotency_survives_an_ingest_restart(own_pipeline: Pipeline) -> None:
@@ -45,3 +59,51 @@ def test_kafka_down_gets_503_and_nothing_is_accepted(
     assert "retry" in json.loads(response.text)["detail"]
     # With its broker gone the service cannot commit on the way out.
     ingest.stop(signal.SIGKILL)
+
+
+def test_a_batched_topic_s_true_end_is_fetched_where_list_offsets_falls_short(
+    own_broker: EmbeddedBroker,
+) -> None:
+    topic = "recovery.ends"
+    ensure_topics(own_broker.bootstrap, [topic], 1, 1)
+    for _ in range(3):  # three produce batches of ten records each
+        write_batched(own_broker.bootstrap, topic, [(b"k", b"%d" % i) for i in range(10)])
+    consumer = KafkaConsumer(bootstrap_servers=own_broker.bootstrap)
+    tp = TopicPartition(topic, 0)
+    listed = consumer.end_offsets([tp])[tp]
+    consumer.close()
+    assert listed < 30, "the broker answers the last batch's base offset + 1"
+
+    ends = asyncio.run(fetched_ends(own_broker.bootstrap, {}, {tp: listed}))
+
+    assert ends == {tp: 30}
+
+
+def test_a_gate_restart_recovers_every_held_item_from_batched_changelogs(
+    own_pipeline: Pipeline,
+) -> None:
+    count = 1500
+    keys = [f"lerum:batched-{i}".encode() for i in range(count)]
+    events = [accepted_event(i, "batched-") for i in range(count)]
+    gate = own_pipeline.add("gate").start()
+    write_batched(own_pipeline.bootstrap, "cms.accepted", list(zip(keys, events, strict=True)))
+    wait_until(lambda: len(_held(gate.url)) == count, 120, f"{count} items held")
+    changelog = TopicReader(own_pipeline.bootstrap).records("gatekeeper-gate-gate-items-changelog")
+    consumer = KafkaConsumer(bootstrap_servers=own_pipeline.bootstrap)
+    tps = [
+        TopicPartition("gatekeeper-gate-gate-items-changelog", p)
+        for p in consumer.partitions_for_topic("gatekeeper-gate-gate-items-changelog") or ()
+    ]
+    listed = sum(consumer.end_offsets(tps).values())
+    consumer.close()
+    assert listed < len(changelog), "the changelog was written in batches of several records"
+
+    assert gate.stop() == 0
+    gate.start()
+
+    assert _held(gate.url) == {f"batched-{i}" for i in range(count)}
+
+
+def _held(gate: str) -> set[str]:
+    answer = httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH, timeout=30)
+    return {row["item_id"] for row in answer.json()["held"]} if answer.status_code == 200 else set()

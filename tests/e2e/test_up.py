@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.broker import free_port
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
-from tests.harness import TopicReader, post_event, unique_item, wait_until
+from tests.harness import TopicReader, post_event, start_up, unique_item, wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -33,21 +32,7 @@ def _alive(pid: int) -> bool:
 def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(
     tmp_path: Path, stop: str
 ) -> None:
-    ports = {name: free_port() for name in ("INGEST", "GATE", "PUBLISH")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
-    env.update(SECRETS_ENV)
-    env.update({f"GATEKEEPER_{name}_PORT": str(port) for name, port in ports.items()})
-    env.update(GATEKEEPER_DATA_DIR=str(tmp_path), GATEKEEPER_HOST="127.0.0.1")
-    out = tmp_path / "up.out"
-    with open(out, "wb") as sink:
-        # Its own process group, like a job in a terminal.
-        up = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up"],
-            start_new_session=True,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    up, ports, out, env = start_up(tmp_path)
     try:
         printed = wait_until(
             lambda: (lambda t: t if "running" in t else None)(out.read_text()), 60, "up to start"
@@ -60,7 +45,7 @@ def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(
         assert len(pids) == 4
         for name, port in ports.items():
             assert f"{name.lower()} on http://127.0.0.1:{port}" in printed
-        ingest = f"http://127.0.0.1:{ports['INGEST']}"
+        ingest = f"http://127.0.0.1:{ports['ingest']}"
         # "running" is said only once all three answer /readyz.
         for port in ports.values():
             assert _ready(f"http://127.0.0.1:{port}"), f"readyz on {port}"

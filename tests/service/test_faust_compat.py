@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 
 import faust
+import faust.tables.recovery
+import faust.transport.consumer
 import faust.transport.drivers.aiokafka as driver
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -74,3 +76,19 @@ def test_consumer_offsets_come_from_the_monitor() -> None:
     monitor.tp_committed_offsets["tp"] = 3
     monitor.tp_end_offsets["tp"] = 5
     assert faust_compat.committed_and_end_offsets(app) == ({"tp": 3}, {"tp": 5})
+
+
+def test_the_exact_end_patch_wraps_what_recovery_asks_for_highwaters() -> None:
+    highwaters = driver.AIOKafkaConsumerThread._highwaters
+    assert list(inspect.signature(highwaters).parameters) == ["self", "partitions"]
+    faust_compat.exact_log_ends("127.0.0.1:1", {})
+    patched = driver.AIOKafkaConsumerThread._highwaters
+    assert getattr(patched, "_gatekeeper", False)
+    faust_compat.exact_log_ends("127.0.0.1:1", {})
+    assert driver.AIOKafkaConsumerThread._highwaters is patched, "patched once"
+    # Recovery asks the consumer for highwaters, which the thread answers.
+    source = inspect.getsource(faust.tables.recovery.Recovery._build_highwaters)
+    assert "consumer.highwaters(" in source
+    assert "self._thread.highwaters(" in inspect.getsource(
+        faust.transport.consumer.ThreadDelegateConsumer.highwaters
+    )

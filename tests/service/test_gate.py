@@ -12,11 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from schemas.events import AcceptedEvent, ContentEvent
+from schemas.events import AcceptedEvent, ContentEvent, Decision, DeliveryReceipt, Recorded
 from services.gate.console import Console
 from services.gate.operator_api import OperatorApi
 from services.runtime import topics
+from services.runtime.audit import acceptance
 from services.runtime.config import Deployment
+from services.runtime.keys import ItemKey
 from services.runtime.memory import MemoryOutbox
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
@@ -52,10 +54,6 @@ class Gate:
         for record in records:
             if record.topic == topics.GATE_COMMANDS:
                 await self.feed(record.topic, record.key or b"", record.value or b"")
-            elif record.topic == topics.DECISIONS:
-                self.handler.record_history(
-                    InboundRecord(record.topic, 0, 0, record.key, record.value)
-                )
 
     async def feed(self, topic: str, key: bytes, value: bytes) -> None:
         self.offset += 1
@@ -307,3 +305,94 @@ async def test_the_console_shows_a_person_only_their_tenants_and_a_viewer_cannot
         )
         assert refused.status == 403
     assert gate.outbox.on(topics.GATE_COMMANDS) == []
+
+
+def _accepted(item_id: str, clock: FakeClock, event_id: str, **fields: object) -> bytes:
+    event = ContentEvent.model_validate(content_event(item_id=item_id, **fields))
+    accepted = AcceptedEvent(
+        event_id=event_id,
+        tenant="lerum",
+        item_id=item_id,
+        source="http",
+        received_at=clock(),
+        event=event,
+    )
+    return accepted.model_dump_json().encode()
+
+
+def _receipt(item_id: str, clock: FakeClock) -> bytes:
+    receipt = DeliveryReceipt(
+        decision_id=f"d-{item_id}",
+        tenant="lerum",
+        item_id=item_id,
+        version=1,
+        action="publish",
+        audience="internal",
+        channel="intranet",
+        delivered_at=clock(),
+    )
+    return receipt.model_dump_json().encode()
+
+
+async def test_a_batch_decides_each_item_s_inputs_in_order_as_one_at_a_time_would(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    inputs = [
+        (topics.ACCEPTED, "a", _accepted("a", clock, "e-a")),
+        (topics.ACCEPTED, "b", _accepted("b", clock, "e-b")),
+        (topics.RECEIPTS, "a", _receipt("a", clock)),  # a's notice reached the staff
+        (topics.ACCEPTED, "a", _accepted("a", clock, "e-a2", version=2)),
+        (topics.ACCEPTED, "c", b"{not json"),  # counted and skipped, the rest goes on
+    ]
+    records = [
+        InboundRecord(topic, 0, n, f"lerum:{item}".encode(), value)
+        for n, (topic, item, value) in enumerate(inputs)
+    ]
+    one_by_one, batched = Gate(deployment, clock), Gate(deployment, clock)
+    for record in records:
+        await one_by_one.handler.handle(record)
+    saved: list[int] = []
+
+    await batched.handler.handle_batch(records, saved.append)
+
+    def kinds(gate: Gate) -> list[tuple[str, str, int]]:
+        return [(d["item_id"], d["kind"], d["version"]) for d in gate.decisions()]
+
+    assert kinds(batched) == kinds(one_by_one)
+    assert ("a", "released", 1) in kinds(batched)
+    assert [r.value for r in batched.outbox.on(topics.RELEASES)] == [
+        r.value for r in one_by_one.outbox.on(topics.RELEASES)
+    ]
+    for item in ("a", "b"):
+        key = ItemKey("lerum", item)
+        assert batched.handler.state(key) == one_by_one.handler.state(key)
+    # Each item's state and history is saved once, as of its last input in the batch.
+    assert sorted(saved) == [1, 1, 3, 3]
+
+
+async def test_an_item_s_history_has_ingest_s_acceptance_the_gate_s_decisions_and_refusals(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    key = ItemKey("lerum", "news-1")
+    accepted = _accepted("news-1", clock, "e-1")
+    await gate.feed(topics.ACCEPTED, key.encode(), accepted)
+    refusal = Decision(
+        decision_id="r-1",
+        kind="rejected",
+        reason="schema violation: title: must not be empty",
+        rule="contract_v1",
+        tenant="lerum",
+        item_id="news-1",
+        version=2,
+        event_id="msg_2",
+        decided_at=clock(),
+    )
+    note = Recorded(tenant="lerum", item_id="news-1", decision=refusal)
+    await gate.feed(topics.GATE_COMMANDS, key.encode(), note.model_dump_json().encode())
+    await gate.feed(topics.ACCEPTED, key.encode(), accepted)  # replayed after a crash
+
+    history = gate.handler.history(key).decisions
+    assert [d.kind for d in history] == ["accepted", "held", "rejected"]
+    assert history[0] == acceptance(AcceptedEvent.model_validate_json(accepted))
+    assert [d["kind"] for d in gate.decisions()] == ["held"], "a refusal is not audited twice"

@@ -138,6 +138,9 @@ async def test_a_refused_record_is_dead_lettered_whole_with_its_reason_in_header
     assert decision["kind"] == "rejected"
     assert decision["item_id"] == "bad"
     assert outbox.on(topics.ACCEPTED) == []
+    [note] = [json.loads(r.value or b"") for r in outbox.on(topics.GATE_COMMANDS)]
+    assert note["kind"] == "recorded", "the gate shows the refusal in the item's history"
+    assert note["decision"] == decision
 
 
 async def test_a_record_seen_before_is_accepted_once(

@@ -138,7 +138,7 @@ def test_an_accepted_event_is_audited_with_its_item_version_and_time() -> None:
     from datetime import UTC, datetime
 
     from schemas.events import AcceptedEvent
-    from services.ingest.normalize import acceptance
+    from services.runtime.audit import acceptance
 
     event = ContentEvent.model_validate(content_event(version=2, audience="external"))
     received = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
