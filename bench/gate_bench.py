@@ -165,7 +165,7 @@ def _figures(done: list[Any], cpu: float, lat: list[float]) -> dict[str, float]:
     }
 
 
-def _round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]:
+def run_round(args: argparse.Namespace, number: int) -> dict[str, dict[str, float]]:
     """One round on a fresh broker: every processor, one after another."""
     n, m = args.events, int(args.rate * args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    rounds = [_round(args, k + 1) for k in range(args.rounds)]
+    rounds = [run_round(args, k + 1) for k in range(args.rounds)]
     result = summary(rounds)
     print_summary(result, len(rounds))
     print(json.dumps({"rounds": rounds, "median": result["median"], "ratios": result["ratios"]}))

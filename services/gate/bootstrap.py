@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from services.gate.console import Console
 from services.gate.handler import GateHandler
 from services.gate.history import History
+from services.gate.index import HoldIndex
 from services.gate.machine import ItemState
 from services.gate.operator_api import OperatorApi
 from services.gate.telemetry import GateTelemetry
@@ -99,6 +100,7 @@ def build(
         clock=clock,
         ready=lambda: is_ready(app),
         console_url=settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console",
+        index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
     )
 
     async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> None:
@@ -116,7 +118,7 @@ def build(
     async def tick_due() -> None:
         await handler.tick_due()
 
-    web_app = base_app(registry, lambda: is_ready(app))
+    web_app = base_app(registry, handler.ready)
     operators = operators or operators_from(settings)
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)

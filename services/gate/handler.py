@@ -83,6 +83,7 @@ class GateHandler:
         clock: Clock,
         ready: Callable[[], bool],
         console_url: str = "http://127.0.0.1:8081/console",
+        index: HoldIndex | None = None,
     ) -> None:
         self._console_url = console_url.rstrip("/")
         self._policies = policies
@@ -93,7 +94,7 @@ class GateHandler:
         self._telemetry = telemetry
         self._clock = clock
         self._ready = ready
-        self._index = HoldIndex()
+        self._index = index or HoldIndex()
         self._indexed = False
 
     # -- inputs -----------------------------------------------------------------------
@@ -261,12 +262,22 @@ class GateHandler:
         self._index.update(key, state.tenant, state.wake_at, holds, escalated)
 
     def _index_once(self) -> bool:
-        """Build the index from the recovered table, once the service is ready."""
+        """Build the index from the recovered table, once the service is ready.
+
+        In one go, so no write interleaves with the walk: with a million items
+        held this takes seconds, during which the gate is not yet ready.
+        """
         if not self._indexed and self._ready():
-            for key, state in self._items.items():
-                self._note(key, state)
+            with self._index.bulk():
+                for key, state in self._items.items():
+                    self._note(key, state)
             self._indexed = True
         return self._indexed
+
+    def ready(self) -> bool:
+        """Recovered and indexed (built here, once recovered, if the timer has not
+        yet): the timers and the held list answer truthfully."""
+        return self._index_once() and self._ready()
 
     async def tick_due(self) -> None:
         """Send a tick to every item whose wake time has come; refresh the hold gauges."""

@@ -1,45 +1,96 @@
-"""An in-memory index of the gate's item table, kept up to date as states are written.
+"""An index of the gate's item table, kept up to date as states are written.
 
 The timer asks which items need the clock now, and the gauges ask how many
-holds there are by reason and how old the oldest is. Answered by walking every
-held item, each tick cost time in proportion to everything held (about 50 ms
-at 50,000 holds, twice a second, with every input waiting behind it). Here
-each answer costs what changed since the last one: heaps ordered by time, and
-counts adjusted by the difference a write makes. Heap entries are not removed
-when an item changes; an entry that no longer matches its item is dropped
-when it reaches the top.
+holds there are by reason and how old the oldest is. Walking every held item
+for each answer cost time in proportion to everything held (about 50 ms at
+50,000 holds, twice a second, with every input waiting behind it), and keeping
+a Python object per item cost about 500 bytes each (half a gigabyte at a
+million). Here each item is one row of an SQLite table with indexes on the
+wake time and on (tenant, held since), in a file of the gate's own beside its
+tables, so memory does not grow with what is held; the counts by reason are
+adjusted in memory by the difference each write makes. The file is derived:
+it is made anew at every start from the item table.
 """
 
 from __future__ import annotations
 
-import heapq
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 __all__ = ["HoldIndex", "Holds"]
 
 #: (reasons, held since) for each held audience of one item
 Holds = tuple[tuple[tuple[str, ...], datetime], ...]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
-def _reasons(holds: Holds) -> Iterable[str]:
-    for reasons, _ in holds:
-        yield from reasons or ("none",)
+_SCHEMA = """
+CREATE TABLE items (
+    key BLOB PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    wake INTEGER,     -- the item's wake time, microseconds since the epoch
+    pending INTEGER,  -- that wake time until it was answered
+    since INTEGER,    -- when its oldest hold began
+    reasons TEXT,     -- its holds' reasons: "a,b|c", one part per hold; NULL: none
+    escalated INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX items_pending ON items (pending) WHERE pending IS NOT NULL;
+CREATE INDEX items_since ON items (tenant, since) WHERE since IS NOT NULL;
+"""
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _at(micros: int) -> datetime:
+    return _EPOCH + micros * _MICROSECOND
+
+
+def _encode(holds: Holds) -> str | None:
+    return "|".join(",".join(reasons or ("none",)) for reasons, _ in holds) if holds else None
+
+
+def _reasons(encoded: str | None) -> Iterable[str]:
+    if encoded is not None:
+        for part in encoded.split("|"):
+            yield from part.split(",")
 
 
 class HoldIndex:
-    """When each item next needs the clock, and what it holds, for a table of items."""
+    """When each item next needs the clock, and what it holds, for a table of items.
 
-    def __init__(self) -> None:
-        self._wake: dict[bytes, datetime] = {}
-        self._wake_heap: list[tuple[datetime, bytes]] = []
-        self._holds: dict[bytes, Holds] = {}
-        self._since_heaps: dict[str, list[tuple[datetime, bytes]]] = {}
+    *path* is the SQLite file (made anew, whatever it held); ``":memory:"``
+    keeps it in memory, for tests.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).unlink(missing_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        # Derived and rebuilt at every start: nothing is worth a sync or a journal.
+        self._db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+            " PRAGMA cache_size = -8192; PRAGMA temp_store = FILE;" + _SCHEMA
+        )
         self._counts: Counter[tuple[str, str]] = Counter()
         self._items: Counter[str] = Counter()
-        self._escalated: dict[bytes, int] = {}
-        self._escalated_by_tenant: Counter[str] = Counter()
+        self._escalated: Counter[str] = Counter()
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Many updates as one transaction (the build at start)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def update(
         self,
@@ -51,46 +102,35 @@ class HoldIndex:
     ) -> None:
         """Record what the state just written for *key* says: its wake time, its holds
         and how many of them escalated."""
-        before_escalated = self._escalated.get(key, 0)
-        if escalated != before_escalated:
-            self._escalated_by_tenant[tenant] += escalated - before_escalated
-            if escalated:
-                self._escalated[key] = escalated
-            else:
-                self._escalated.pop(key, None)
-        if wake_at is None:
-            self._wake.pop(key, None)
-        elif self._wake.get(key) != wake_at:
-            self._wake[key] = wake_at
-            heapq.heappush(self._wake_heap, (wake_at, key))
-        before = self._holds.get(key, ())
-        if holds == before:
-            return
-        self._counts.subtract((tenant, r) for r in _reasons(before))
-        self._counts.update((tenant, r) for r in _reasons(holds))
-        self._items[tenant] += bool(holds) - bool(before)
-        if holds:
-            self._holds[key] = holds
-            earlier = {since for _, since in before}
-            heap = self._since_heaps.setdefault(tenant, [])
-            for _, since in holds:
-                if since not in earlier:
-                    heapq.heappush(heap, (since, key))
-        else:
-            self._holds.pop(key, None)
+        db = self._db
+        row = db.execute(
+            "SELECT wake, pending, reasons, escalated FROM items WHERE key = ?", (key,)
+        ).fetchone()
+        wake_before, pending, reasons_before, escalated_before = row or (None, None, None, 0)
+        wake = _micros(wake_at) if wake_at is not None else None
+        if wake != wake_before:
+            pending = wake  # a new wake time is answered once it is due
+        reasons = _encode(holds)
+        since = min(_micros(s) for _, s in holds) if holds else None
+        db.execute(
+            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, tenant, wake, pending, since, reasons, escalated),
+        )
+        self._escalated[tenant] += escalated - escalated_before
+        if reasons != reasons_before:
+            self._counts.subtract((tenant, r) for r in _reasons(reasons_before))
+            self._counts.update((tenant, r) for r in _reasons(reasons))
+            self._items[tenant] += (reasons is not None) - (reasons_before is not None)
 
     def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
         """The items whose wake time has come, each wake time answered once."""
-        out: list[tuple[bytes, datetime]] = []
-        answered: set[bytes] = set()
-        heap = self._wake_heap
-        while heap and heap[0][0] <= now:
-            at, key = heapq.heappop(heap)
-            # A wake time set, cleared and set again has two entries; both leave now.
-            if self._wake.get(key) == at and key not in answered:
-                answered.add(key)
-                out.append((key, at))
-        return out
+        cutoff = _micros(now)
+        rows = self._db.execute(
+            "SELECT key, pending FROM items WHERE pending <= ?", (cutoff,)
+        ).fetchall()
+        if rows:
+            self._db.execute("UPDATE items SET pending = NULL WHERE pending <= ?", (cutoff,))
+        return [(bytes(key), _at(at)) for key, at in rows]
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Holds by (tenant, reason); a hold with several reasons counts under each."""
@@ -102,18 +142,16 @@ class HoldIndex:
 
     def escalated(self, tenant: str) -> int:
         """How many of the tenant's holds the gate escalated."""
-        return self._escalated_by_tenant[tenant]
+        return self._escalated[tenant]
 
     def oldest(self, tenant: str) -> datetime | None:
         """When the tenant's oldest current hold began, if anything is held."""
-        heap = self._since_heaps.get(tenant)
-        while heap:
-            since, key = heap[0]
-            if any(s == since for _, s in self._holds.get(key, ())):
-                return since
-            heapq.heappop(heap)
-        return None
+        (since,) = self._db.execute(
+            "SELECT min(since) FROM items WHERE tenant = ? AND since IS NOT NULL", (tenant,)
+        ).fetchone()
+        return _at(since) if since is not None else None
 
-    def held(self) -> list[bytes]:
+    def held(self) -> Iterator[bytes]:
         """The keys of the items that hold something."""
-        return list(self._holds)
+        for (key,) in self._db.execute("SELECT key FROM items WHERE reasons IS NOT NULL"):
+            yield bytes(key)

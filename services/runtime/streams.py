@@ -81,14 +81,16 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         short_fetch_wait(20)
         # The embedded broker's ListOffsets answers the last batch's base offset
         # + 1, not the end; table recovery reads the true end instead, so the
-        # producer may batch. Short group timeouts because a join there waits
-        # for the full rebalance timeout.
+        # producer may batch. A join there waits about half the session timeout
+        # (whole seconds: 3 s at 6 s, 1 s at 2 s), and a killed member's
+        # partitions wait for it all, so both are short; heartbeats come from
+        # the consumer's own thread, every 0.3 s.
         exact_log_ends(settings.kafka_bootstrap_servers, security.client_kwargs())
         conf |= {
             "broker_max_poll_interval": 10.0,
-            "broker_rebalance_timeout": 3.0,
-            "broker_session_timeout": 6.0,
-            "broker_heartbeat_interval": 1.0,
+            "broker_rebalance_timeout": 1.0,
+            "broker_session_timeout": 2.0,
+            "broker_heartbeat_interval": 0.3,
         }
     conf |= overrides
     return faust.App(f"gatekeeper-{service}", **conf)
@@ -200,11 +202,13 @@ class FaustModelTable(Generic[M]):
         self._table[key] = value.model_dump_json().encode()
 
     def items(self) -> Iterator[tuple[bytes, M]]:
-        for key, raw in list(self._table.items()):
+        """Every entry, read as it is iterated (not copied first: a table on disk
+        may not fit in memory); no write may interleave with the iteration."""
+        for key, raw in self._table.items():
             yield key, self._model.model_validate_json(raw)
 
     def values(self) -> Iterator[M]:
-        for raw in list(self._table.values()):
+        for raw in self._table.values():
             yield self._model.model_validate_json(raw)
 
 
