@@ -11,6 +11,7 @@ finding says where something is wrong, never what a personal number was.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -133,21 +134,35 @@ def lix(text: str) -> float:
 # -- the rules ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Measure:
+    words: tuple[str, ...]
+    lix: float
+    sentences: tuple[tuple[str, int], ...]  # (sentence, its word count)
+
+
+@functools.lru_cache(maxsize=32)
+def _measure(text: str) -> _Measure:
+    """A text's words, LIX and sentences, once per text: a rule per channel asks again."""
+    words = tuple(_words(text))
+    sentences = tuple((s, len(_words(s))) for s in _sentences(text))
+    return _Measure(words, float(textstat.lix(text)) if words else 0.0, sentences)
+
+
 def _plain_language(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
     text = "\n\n".join(t for t in (event.summary or "", body.text) if t)
-    words = _words(text)
-    value = float(textstat.lix(text)) if words else 0.0
+    measure = _measure(text)
+    words, value = measure.words, measure.lix
     if not (
         (rule.lix_max is not None and value > rule.lix_max)
         or rule.sentence_words_max is not None
         or (rule.words_max is not None and len(words) > rule.words_max)
     ):
         return
-    sentences = _sentences(text)
     if rule.lix_max is not None and value > rule.lix_max:
-        longest = sorted(sentences, key=lambda s: len(_words(s)), reverse=True)[:2]
+        longest = sorted(measure.sentences, key=lambda s: s[1], reverse=True)[:2]
         long_words = sorted({w for w in words if len(w) > 6}, key=len, reverse=True)[:5]
-        quoted = " / ".join(f"”{_clip(s)}” ({len(_words(s))} ord)" for s in longest)
+        quoted = " / ".join(f"”{_clip(s)}” ({n} ord)" for s, n in longest)
         yield Finding(
             "plain_language",
             rule.action,
@@ -156,7 +171,7 @@ def _plain_language(event: ContentEvent, body: _Body, rule: ContentRule) -> Iter
             "Dela upp de långa meningarna och byt långa ord mot kortare, vardagliga ord.",
         )
     if rule.sentence_words_max is not None:
-        over = [s for s in sentences if len(_words(s)) > rule.sentence_words_max]
+        over = [s for s, n in measure.sentences if n > rule.sentence_words_max]
         if over:
             yield Finding(
                 "plain_language",

@@ -21,7 +21,14 @@ def _valid(candidate: str) -> bool:
     return bool(personnummer.valid(candidate))
 
 
+#: every candidate has six digits in a row; most texts have none, and this is
+#: four times quicker to search than the candidate itself
+_SIX_DIGITS = re.compile(r"\d{6}")
+
+
 def contains_identity_number(text: str) -> bool:
+    if _SIX_DIGITS.search(text) is None:
+        return False
     return any(_valid(m.group(0)) for m in _CANDIDATE.finditer(text))
 
 

@@ -84,10 +84,12 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         # producer may batch. A join there waits about half the session timeout
         # (whole seconds: 3 s at 6 s, 1 s at 2 s), and a killed member's
         # partitions wait for it all, so both are short; heartbeats come from
-        # the consumer's own thread, every 0.3 s.
+        # the consumer's own thread, every 0.3 s. A member is let go only after
+        # two minutes without a fetch: one slow to drain a backlog (a million
+        # held items at start) is not one that hangs.
         exact_log_ends(settings.kafka_bootstrap_servers, security.client_kwargs())
         conf |= {
-            "broker_max_poll_interval": 10.0,
+            "broker_max_poll_interval": 120.0,
             "broker_rebalance_timeout": 1.0,
             "broker_session_timeout": 2.0,
             "broker_heartbeat_interval": 0.3,
