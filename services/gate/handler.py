@@ -27,7 +27,7 @@ from schemas.events import (
 )
 from services.gate import content, wording
 from services.gate.history import History
-from services.gate.index import HoldIndex
+from services.gate.index import Entry, HoldIndex
 from services.gate.machine import (
     Accepted,
     Effects,
@@ -50,8 +50,19 @@ __all__ = ["GateHandler"]
 _TICKS_PER_WRITE = 500
 
 
+#: items added to the index at a time while it is built
+_INDEX_CHUNK = 2000
+
+
 def _nothing(_: int) -> None:
     pass
+
+
+def _entry(key: bytes, state: ItemState) -> Entry:
+    """What the hold index keeps of an item's state."""
+    holds = tuple((h.reasons, h.held_since) for h in state.held.values())
+    escalated = sum(h.escalated for h in state.held.values())
+    return (key, state.tenant, state.wake_at, holds, escalated)
 
 
 @dataclass
@@ -160,7 +171,7 @@ class GateHandler:
         for raw_key, (i, state) in batch.states.items():
             enter(i)
             self._items.put(raw_key, state)
-            self._note(raw_key, state)
+        self._index.update_many([_entry(k, s) for k, (_, s) in batch.states.items()])
         for raw_key, (i, history) in batch.histories.items():
             enter(i)
             self._history.put(raw_key, history)
@@ -256,11 +267,6 @@ class GateHandler:
 
     # -- time -------------------------------------------------------------------------
 
-    def _note(self, key: bytes, state: ItemState) -> None:
-        holds = tuple((h.reasons, h.held_since) for h in state.held.values())
-        escalated = sum(h.escalated for h in state.held.values())
-        self._index.update(key, state.tenant, state.wake_at, holds, escalated)
-
     def _index_once(self) -> bool:
         """Build the index from the recovered table, once the service is ready.
 
@@ -269,8 +275,13 @@ class GateHandler:
         """
         if not self._indexed and self._ready():
             with self._index.bulk():
+                entries: list[Entry] = []
                 for key, state in self._items.items():
-                    self._note(key, state)
+                    entries.append(_entry(key, state))
+                    if len(entries) == _INDEX_CHUNK:
+                        self._index.update_many(entries)
+                        entries.clear()
+                self._index.update_many(entries)
             self._indexed = True
         return self._indexed
 

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["HoldIndex", "Holds"]
+__all__ = ["Entry", "HoldIndex", "Holds"]
 
 #: (reasons, held since) for each held audience of one item
 Holds = tuple[tuple[tuple[str, ...], datetime], ...]
+#: what one item's state says: key, tenant, wake time, holds, escalated holds
+Entry = tuple[bytes, str, datetime | None, Holds, int]
+#: keys asked for in one query (SQLite allows 999 placeholders in old builds)
+_KEYS_PER_QUERY = 500
+_BEFORE = "SELECT key, wake, pending, reasons, escalated FROM items WHERE key IN ({marks})"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -102,25 +107,36 @@ class HoldIndex:
     ) -> None:
         """Record what the state just written for *key* says: its wake time, its holds
         and how many of them escalated."""
+        self.update_many([(key, tenant, wake_at, holds, escalated)])
+
+    def update_many(self, entries: Sequence[Entry]) -> None:
+        """:meth:`update` for many items at once (distinct keys): one read of what the
+        index had for them and one write, as a batch of inputs or the build needs."""
         db = self._db
-        row = db.execute(
-            "SELECT wake, pending, reasons, escalated FROM items WHERE key = ?", (key,)
-        ).fetchone()
-        wake_before, pending, reasons_before, escalated_before = row or (None, None, None, 0)
-        wake = _micros(wake_at) if wake_at is not None else None
-        if wake != wake_before:
-            pending = wake  # a new wake time is answered once it is due
-        reasons = _encode(holds)
-        since = min(_micros(s) for _, s in holds) if holds else None
-        db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, tenant, wake, pending, since, reasons, escalated),
-        )
-        self._escalated[tenant] += escalated - escalated_before
-        if reasons != reasons_before:
-            self._counts.subtract((tenant, r) for r in _reasons(reasons_before))
-            self._counts.update((tenant, r) for r in _reasons(reasons))
-            self._items[tenant] += (reasons is not None) - (reasons_before is not None)
+        before: dict[bytes, tuple[int | None, int | None, str | None, int]] = {}
+        for start in range(0, len(entries), _KEYS_PER_QUERY):
+            keys = [e[0] for e in entries[start : start + _KEYS_PER_QUERY]]
+            marks = ",".join("?" * len(keys))
+            query = _BEFORE.format(marks=marks)  # placeholders only: the keys are bound
+            for key, wake, pending, reasons, escalated in db.execute(query, keys):
+                before[bytes(key)] = (wake, pending, reasons, escalated)
+        rows = []
+        for key, tenant, wake_at, holds, escalated in entries:
+            wake_before, pending, reasons_before, escalated_before = before.get(
+                key, (None, None, None, 0)
+            )
+            wake = _micros(wake_at) if wake_at is not None else None
+            if wake != wake_before:
+                pending = wake  # a new wake time is answered once it is due
+            reasons = _encode(holds)
+            since = min(_micros(s) for _, s in holds) if holds else None
+            rows.append((key, tenant, wake, pending, since, reasons, escalated))
+            self._escalated[tenant] += escalated - escalated_before
+            if reasons != reasons_before:
+                self._counts.subtract((tenant, r) for r in _reasons(reasons_before))
+                self._counts.update((tenant, r) for r in _reasons(reasons))
+                self._items[tenant] += (reasons is not None) - (reasons_before is not None)
+        db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
         """The items whose wake time has come, each wake time answered once."""

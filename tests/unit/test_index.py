@@ -109,3 +109,23 @@ def test_a_wake_time_set_cleared_and_set_again_is_answered_once() -> None:
     index.update(b"lerum:a", "lerum", None, ())
     index.update(b"lerum:a", "lerum", T0, ())
     assert index.due(T0) == [(b"lerum:a", T0)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_write, max_size=6), max_size=6), _minutes)
+def test_writes_in_batches_answer_as_the_same_writes_one_at_a_time(
+    batches: list[list[tuple[bytes, datetime | None, Holds, int]]], now: datetime
+) -> None:
+    one_by_one, batched = HoldIndex(), HoldIndex()
+    for batch in batches:
+        distinct = {key: (key, key.decode().partition(":")[0], w, h, e) for key, w, h, e in batch}
+        for entry in distinct.values():
+            one_by_one.update(*entry)
+        batched.update_many(list(distinct.values()))
+    assert batched.counts() == one_by_one.counts()
+    for tenant in ("lerum", "ale"):
+        assert batched.items(tenant) == one_by_one.items(tenant)
+        assert batched.escalated(tenant) == one_by_one.escalated(tenant)
+        assert batched.oldest(tenant) == one_by_one.oldest(tenant)
+    assert sorted(batched.held()) == sorted(one_by_one.held())
+    assert sorted(batched.due(now)) == sorted(one_by_one.due(now))
