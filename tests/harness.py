@@ -253,7 +253,7 @@ def accepted_event(
 
 
 def _producer(bootstrap: str) -> KafkaProducer:
-    # One record per batch: the embedded broker's offsets are only truthful so.
+    # One record per batch: a paced write leaves at its moment, not with the next.
     return KafkaProducer(bootstrap_servers=bootstrap, batch_size=0, linger_ms=0, acks=1)
 
 
