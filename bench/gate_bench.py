@@ -251,13 +251,18 @@ def print_targets(targets: list[tuple[str, str, str, bool]]) -> None:
         print(f"{what:44s} {measured:>10s}  {target:>10s}  {'yes' if met else 'NO'}")
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's arguments, from *argv* (the command line when None)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=6000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = arguments()
     rounds = [run_round(args, k + 1) for k in range(args.rounds)]
     result = summary(rounds)
     print_summary(result, len(rounds))

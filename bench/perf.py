@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    gate_args = argparse.Namespace(events=6000, rate=1000.0, seconds=5.0, rounds=args.rounds)
+    gate_args = gate_bench.arguments(["--rounds", str(args.rounds)])
     rounds = [gate_bench.run_round(gate_args, k + 1) for k in range(args.rounds)]
     gate = gate_bench.summary(rounds)
     gate_bench.print_summary(gate, len(rounds))

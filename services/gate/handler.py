@@ -274,14 +274,13 @@ class GateHandler:
         held this takes seconds, during which the gate is not yet ready.
         """
         if not self._indexed and self._ready():
-            with self._index.bulk():
-                entries: list[Entry] = []
-                for key, state in self._items.items():
-                    entries.append(_entry(key, state))
-                    if len(entries) == _INDEX_CHUNK:
-                        self._index.update_many(entries)
-                        entries.clear()
-                self._index.update_many(entries)
+            entries: list[Entry] = []
+            for key, state in self._items.items():
+                entries.append(_entry(key, state))
+                if len(entries) == _INDEX_CHUNK:
+                    self._index.update_many(entries)
+                    entries.clear()
+            self._index.update_many(entries)
             self._indexed = True
         return self._indexed
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,15 +87,6 @@ class HoldIndex:
         self._items: Counter[str] = Counter()
         self._escalated: Counter[str] = Counter()
 
-    @contextmanager
-    def bulk(self) -> Iterator[None]:
-        """Many updates as one transaction (the build at start)."""
-        self._db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._db.execute("COMMIT")
-
     def update(
         self,
         key: bytes,
@@ -136,7 +126,11 @@ class HoldIndex:
                 self._counts.subtract((tenant, r) for r in _reasons(reasons_before))
                 self._counts.update((tenant, r) for r in _reasons(reasons))
                 self._items[tenant] += (reasons is not None) - (reasons_before is not None)
-        db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("BEGIN")  # one transaction, not one per row
+        try:
+            db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        finally:
+            db.execute("COMMIT")
 
     def due(self, now: datetime) -> list[tuple[bytes, datetime]]:
         """The items whose wake time has come, each wake time answered once."""
