@@ -12,7 +12,7 @@ the ticks on ``gate.commands``. HTTP: the operator API and the console.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
 from services.runtime.streams import (
-    FaustModelTable,
+    OutboxModelTable,
     PartitionBatches,
     ProducerOutbox,
     bytes_table,
@@ -46,11 +46,7 @@ from services.runtime.streams import (
 )
 from services.runtime.web import WebService, base_app
 
-__all__ = ["CHANGELOG_LINGER_MS", "Gate", "build"]
-
-#: How long the changelog producer waits to fill a batch; nothing waits for it
-#: but the commit, and a crash before it only means the inputs are read again.
-CHANGELOG_LINGER_MS = 20
+__all__ = ["Gate", "build"]
 
 
 @dataclass
@@ -72,14 +68,7 @@ def build(
     items: ModelTable[ItemState] | None = None,
     history: ModelTable[History] | None = None,
 ) -> Gate:
-    # The app's producer writes only the tables' changelogs, off the path of a
-    # release (outputs go through the outbox): it may wait to fill its batches.
-    app = make_app(
-        "gate",
-        settings,
-        producer_linger_ms=CHANGELOG_LINGER_MS,
-        producer_max_batch_size=256 * 1024,
-    )
+    app = make_app("gate", settings)
     registry.register(ConsumerLag(app))
     telemetry = GateTelemetry(
         registry, {name: t.policy.escalate_after for name, t in deployment.tenants.items()}
@@ -93,8 +82,9 @@ def build(
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=content_rules_of(deployment),
-        items=items or FaustModelTable(table, ItemState),
-        history=history or FaustModelTable(history_table, History),
+        # Outputs and the tables' changelogs go out on one producer that batches.
+        items=items or OutboxModelTable(table, ItemState, producer),
+        history=history or OutboxModelTable(history_table, History, producer),
         outbox=outbox or producer,
         telemetry=telemetry,
         clock=clock,
@@ -103,8 +93,8 @@ def build(
         index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
     )
 
-    async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> None:
-        await handler.handle_batch([inbound(e) for e in events], enter)
+    async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> Awaitable[None]:
+        return await handler.decide_batch([inbound(e) for e in events], enter)
 
     # One item's inputs are decided in order; partitions side by side, in batches.
     lanes = PartitionBatches(app, decide)

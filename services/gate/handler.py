@@ -6,8 +6,9 @@ readiness check), so a test constructs it with in-memory fakes.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,6 +57,10 @@ _INDEX_CHUNK = 2000
 
 def _nothing(_: int) -> None:
     pass
+
+
+async def _all(*waits: Awaitable[None]) -> None:
+    await asyncio.gather(*waits)
 
 
 def _entry(key: bytes, state: ItemState) -> Entry:
@@ -135,13 +140,22 @@ class GateHandler:
     async def handle_batch(
         self, records: Sequence[InboundRecord], enter: Callable[[int], None] = _nothing
     ) -> None:
-        """Decide inputs in their order; write every effect, then save what changed.
+        """Decide inputs in their order, write every effect and save what changed."""
+        await (await self.decide_batch(records, enter))
+
+    async def decide_batch(
+        self, records: Sequence[InboundRecord], enter: Callable[[int], None] = _nothing
+    ) -> Awaitable[None]:
+        """Decide inputs in their order and write every effect; put what changed in the
+        tables and answer what waits until that is saved.
 
         Effects are written before the states are saved: a crash between them
         replays the inputs, and a repeated release is caught downstream, while a
-        lost one could not be. Each item's state and history are saved once per
-        batch; *enter(i)* is called before what input *i* left is saved (the
-        runner makes that input current there).
+        lost one could not be. The inputs count as handled only once the answer
+        is awaited; the next batch may be decided meanwhile, as it reads the
+        tables, which already hold what this one put. Each item's state and
+        history are put once per batch; *enter(i)* is called before what input
+        *i* left is put (the runner makes that input current there).
         """
         now = self._clock()
         batch = _Batch()
@@ -175,6 +189,8 @@ class GateHandler:
         for raw_key, (i, history) in batch.histories.items():
             enter(i)
             self._history.put(raw_key, history)
+        # Both taken now, before anything else can put.
+        return _all(self._items.saved(), self._history.saved())
 
     def _read(
         self, record: InboundRecord

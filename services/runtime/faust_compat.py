@@ -22,11 +22,13 @@ __all__ = [
     "UntestedFaust",
     "check_version",
     "committed_and_end_offsets",
+    "current_event_partition",
     "exact_log_ends",
     "fetched_ends",
     "is_ready",
     "set_current_event",
     "short_fetch_wait",
+    "store_without_changelog",
 ]
 
 #: faust-streaming releases these uses were tested with (major.minor).
@@ -53,6 +55,22 @@ def set_current_event(event: Any) -> None:
     made current by hand. Uses ``faust.streams._current_event``.
     """
     _current_event.set(weakref.ref(event))
+
+
+def current_event_partition() -> int:
+    """The partition of faust's current event, whose changelog partition a table
+    write belongs to (``faust.current_event``)."""
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("a table is written only while an input is being handled")
+    return int(event.message.partition)
+
+
+def store_without_changelog(table: Any, key: bytes, value: bytes) -> None:
+    """Put *value* in *table*'s store without the changelog record faust's own
+    write sends (the caller sends it). Writes ``table.data``, the store, past
+    ``Table.__setitem__``, whose ``on_key_set`` sends the record."""
+    table.data[key] = value
 
 
 def short_fetch_wait(wait_ms: int) -> None:

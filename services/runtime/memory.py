@@ -28,6 +28,10 @@ class DictModelTable(Generic[M]):
     def put(self, key: bytes, value: M) -> None:
         self.data[key] = value.model_dump_json().encode()
 
+    def saved(self) -> Awaitable[None]:
+        """Nothing to wait for: the dict has it."""
+        return _done()
+
     def items(self) -> Iterator[tuple[bytes, M]]:
         for key, raw in list(self.data.items()):
             yield key, self._model.model_validate_json(raw)
@@ -35,6 +39,10 @@ class DictModelTable(Generic[M]):
     def values(self) -> Iterator[M]:
         for _, value in self.items():
             yield value
+
+
+async def _done() -> None:
+    """An awaitable with nothing to wait for."""
 
 
 class DictTextTable:

@@ -7,7 +7,7 @@ service tests the in-memory ones (``services.runtime.memory``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -37,12 +37,14 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class OutboundRecord:
-    """One record to write: topic, key, value and headers (a None key or value as read)."""
+    """One record to write: topic, key, value and headers (a None key or value as read),
+    and its partition when it is not the key's."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,15 @@ class ModelTable(Protocol[M]):
     def get(self, key: bytes) -> M | None: ...
 
     def put(self, key: bytes, value: M) -> None: ...
+
+    def saved(self) -> Awaitable[None]:
+        """What waits until every value put so far is durable (on the table's changelog).
+
+        Those values are taken when it is called, not when it is awaited. A
+        handler awaits it before its inputs count as handled. An adapter may
+        make a value durable as it is put; then there is nothing to wait for.
+        """
+        ...
 
     def items(self) -> Iterator[tuple[bytes, M]]: ...
 

@@ -6,6 +6,7 @@ before a service misbehaves quietly.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 
 import faust
@@ -18,7 +19,7 @@ from faust.streams import current_event
 
 from services.runtime import faust_compat
 from services.runtime.settings import Settings
-from services.runtime.streams import make_app
+from services.runtime.streams import bytes_table, make_app
 
 
 def _app() -> faust.App:
@@ -92,3 +93,32 @@ def test_the_exact_end_patch_wraps_what_recovery_asks_for_highwaters() -> None:
     assert "self._thread.highwaters(" in inspect.getsource(
         faust.transport.consumer.ThreadDelegateConsumer.highwaters
     )
+
+
+class _Message:
+    topic = "gate.inputs"
+    partition = 1
+
+
+class _Input:
+    message = _Message()
+
+
+async def test_a_store_write_without_changelog_sends_nothing_where_faust_s_own_sends_one() -> None:
+    app = _app()
+    table = bytes_table(app, "compat-table", 2)
+    handled = _Input()
+    faust_compat.set_current_event(handled)
+    assert faust_compat.current_event_partition() == 1
+    waiting = app.producer.buffer
+
+    faust_compat.store_without_changelog(table, b"mine", b"1")
+    assert (table.get(b"mine"), waiting.size) == (b"1", 0)
+
+    table[b"faust's"] = b"2"  # faust's own write: the store and a changelog record
+    assert (table.get(b"faust's"), waiting.size) == (b"2", 1)
+
+
+def test_no_current_event_means_no_changelog_partition() -> None:
+    with pytest.raises(RuntimeError, match="while an input is being handled"):
+        contextvars.Context().run(faust_compat.current_event_partition)

@@ -1,0 +1,121 @@
+"""The gate's lanes: a batch is acknowledged only once saved, and the next one is
+decided while it is being saved. Real asyncio, stand-in events: no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.runtime.streams import PartitionBatches
+
+
+@dataclass
+class _Message:
+    partition: int
+
+
+@dataclass
+class _Event:
+    number: int
+    partition: int = 0
+    acked: bool = False
+    message: _Message = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.message = _Message(self.partition)
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+class _App:
+    def __init__(self) -> None:
+        self.crashed: list[BaseException] = []
+
+    async def crash(self, exc: BaseException) -> None:
+        self.crashed.append(exc)
+
+
+class _Saves:
+    """A handler whose batches are saved when the test says so."""
+
+    def __init__(self) -> None:
+        self.decided: list[list[int]] = []
+        self.saves: list[asyncio.Future[None]] = []
+        self.next_decided = asyncio.Event()
+
+    async def handle(self, batch: Sequence[Any], enter: Callable[[int], None]) -> Awaitable[None]:
+        self.decided.append([e.number for e in batch])
+        self.next_decided.set()
+        save: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.saves.append(save)
+        return save
+
+    async def decided_again(self) -> None:
+        await asyncio.wait_for(self.next_decided.wait(), 5)
+        self.next_decided.clear()
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_a_batch_is_acknowledged_only_once_saved_and_the_next_is_decided_meanwhile() -> None:
+    app, saves = _App(), _Saves()
+    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    first, second = _Event(1), _Event(2)
+
+    await lanes.feed(first)
+    await saves.decided_again()
+    await _settle()
+    assert not first.acked, "decided and written, but not yet saved"
+
+    await lanes.feed(second)
+    await saves.decided_again()
+    assert saves.decided == [[1], [2]], "the next batch is decided while the first is saved"
+    assert (first.acked, second.acked) == (False, False)
+
+    saves.saves[0].set_result(None)
+    await _settle()
+    assert (first.acked, second.acked) == (True, False)
+    saves.saves[1].set_result(None)
+    await _settle()
+    assert second.acked
+
+
+async def test_what_queues_while_a_lane_is_busy_is_one_batch_and_one_save_at_most_waits() -> None:
+    app, saves = _App(), _Saves()
+    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    events = [_Event(n) for n in range(1, 6)]
+    await lanes.feed(events[0])
+    await saves.decided_again()
+    for event in events[1:4]:
+        await lanes.feed(event)
+    await saves.decided_again()
+    assert saves.decided == [[1], [2, 3, 4]]
+
+    await lanes.feed(events[4])
+    await _settle()
+    assert saves.decided == [[1], [2, 3, 4]], "a third batch waits for the first save"
+
+    saves.saves[0].set_result(None)
+    await saves.decided_again()
+    assert saves.decided == [[1], [2, 3, 4], [5]]
+    assert [e.acked for e in events] == [True, False, False, False, False]
+
+
+async def test_a_failed_save_crashes_the_app_and_acknowledges_nothing_of_its_batch() -> None:
+    app, saves = _App(), _Saves()
+    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    event = _Event(1)
+    await lanes.feed(event)
+    await saves.decided_again()
+
+    saves.saves[0].set_exception(ConnectionError("broker gone"))
+    await _settle()
+
+    assert not event.acked, "read again after the restart the crash causes"
+    assert [type(e) for e in app.crashed] == [ConnectionError]
