@@ -16,6 +16,8 @@ import faust
 import mode
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
 from pydantic import BaseModel
 
 from services.runtime.faust_compat import (
@@ -274,10 +276,7 @@ class OutboxModelTable(FaustModelTable[M]):
         return self._save(kept)
 
     async def _save(self, kept: Sequence[OutboundRecord]) -> None:
-        last: dict[Any, int] = {}
-        for sent in await self._outbox.send_acknowledged(kept):
-            last[sent.topic_partition] = max(sent.offset, last.get(sent.topic_partition, -1))
-        for tp, offset in last.items():
+        for tp, offset in (await self._outbox.send_acknowledged(kept)).items():
             self._table.data.set_persisted_offset(tp, offset)
 
 
@@ -318,13 +317,13 @@ class FaustOutbox:
 class ProducerOutbox(mode.Service):
     """An :class:`~services.runtime.ports.Outbox` on a producer of its own that batches.
 
-    For topics no table is recovered from. The app's own producer sends one
-    record per batch on the embedded broker, because table recovery trusts the
-    end offsets that broker answers, which are true only then. Records to
-    other topics need no such care: this producer packs whatever is waiting
-    while a request is in flight into one batch per partition, so many records
-    share one round trip, after waiting :data:`OUTBOX_LINGER_MS` for more.
-    Started on first use, flushed and closed on stop.
+    A call's records are packed into one batch per topic and partition (the
+    key's partition, as every Kafka client computes it, unless the record
+    names one), so a batch costs one future and the records share one round
+    trip, after waiting :data:`OUTBOX_LINGER_MS` for other calls' batches. On
+    the embedded broker a batched log is safe for tables too: their recovery
+    reads each changelog's true end (``faust_compat.exact_log_ends``). Started
+    on first use, flushed and closed on stop.
     """
 
     def __init__(self, settings: Settings, timeout: float) -> None:
@@ -333,6 +332,7 @@ class ProducerOutbox(mode.Service):
         self._timeout = timeout
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
+        self._partitioner = DefaultPartitioner()
 
     async def _producer_started(self) -> AIOKafkaProducer:
         async with self._starting:
@@ -343,7 +343,7 @@ class ProducerOutbox(mode.Service):
                     acks="all",
                     enable_idempotence=False,
                     linger_ms=OUTBOX_LINGER_MS,
-                    max_batch_size=256 * 1024,
+                    max_batch_size=_BATCH_BYTES,
                     max_request_size=MAX_MESSAGE_BYTES,
                     request_timeout_ms=int(self._timeout * 1000),
                     **KafkaSecurity.of(self._settings).client_kwargs(),
@@ -360,22 +360,54 @@ class ProducerOutbox(mode.Service):
         if records:
             await asyncio.wait_for(self._send(records), timeout=self._timeout)
 
-    async def send_acknowledged(self, records: Sequence[OutboundRecord]) -> list[Any]:
-        """:meth:`send_all`, answering each record's metadata (topic_partition, offset)."""
+    async def send_acknowledged(self, records: Sequence[OutboundRecord]) -> dict[TP, int]:
+        """:meth:`send_all`, answering the offset of the last record written to each
+        topic partition."""
         if not records:
-            return []
+            return {}
         return await asyncio.wait_for(self._send(records), timeout=self._timeout)
 
-    async def _send(self, records: Sequence[OutboundRecord]) -> list[Any]:
+    async def _send(self, records: Sequence[OutboundRecord]) -> dict[TP, int]:
         producer = await self._producer_started()
+        partitions: dict[str, list[int]] = {}  # each topic's, asked once per call
+        filling: dict[TP, tuple[Any, int]] = {}  # batch and records in it
+        full: list[tuple[TP, Any, int]] = []
+        for r in records:
+            partition = r.partition
+            if partition is None:
+                if r.topic not in partitions:
+                    partitions[r.topic] = sorted(await producer.partitions_for(r.topic))
+                every = partitions[r.topic]
+                partition = int(self._partitioner(r.key, every, every))
+            tp = TP(r.topic, partition)
+            batch, count = filling.get(tp) or (producer.create_batch(), 0)
+            if not _append(batch, r):
+                full.append((tp, batch, count))
+                batch, count = producer.create_batch(), 0
+                if not _append(batch, r):
+                    raise ValueError(f"a record to {r.topic} is larger than a batch may be")
+            filling[tp] = (batch, count + 1)
+        full.extend((tp, batch, count) for tp, (batch, count) in filling.items())
         sent = [
-            await producer.send(
-                r.topic, r.value, r.key, partition=r.partition, headers=list(r.headers) or None
-            )
-            for r in records
+            (tp, count, await producer.send_batch(batch, tp.topic, partition=tp.partition))
+            for tp, batch, count in full
         ]
-        return list(await asyncio.gather(*sent))
+        last: dict[TP, int] = {}
+        for tp, count, future in sent:
+            written = await future  # the batch's first offset
+            last[tp] = max(last.get(tp, -1), written.offset + count - 1)
+        return last
 
+
+def _append(batch: Any, record: OutboundRecord) -> bool:
+    added = batch.append(
+        timestamp=None, key=record.key, value=record.value, headers=list(record.headers)
+    )
+    return added is not None
+
+
+#: The most a batch of the outbox holds (a larger record goes alone).
+_BATCH_BYTES = 256 * 1024
 
 #: How long the outbox waits for more records to send with the first: a few ms
 #: of release latency buy fewer, fuller requests (about an eighth less CPU per
