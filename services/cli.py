@@ -235,18 +235,21 @@ def _dead_letters(action: str, delivery_id: str | None, url: str | None, tenant:
     base = (url or f"http://127.0.0.1:{settings.publish_port}").rstrip("/")
     if not base.startswith(("http://", "https://")):
         return _fail(f"--url must be an http(s) URL, not {base!r}")
+    token = settings.operator_token.get_secret_value() if settings.operator_token else ""
+    authorization = {"Authorization": f"Bearer {token}"}
     # The scheme is checked above, so urllib cannot be sent to file: or the like.
     if action == "list":
         query = f"?{urllib.parse.urlencode({'tenant': tenant})}" if tenant else ""
-        request = urllib.request.Request(f"{base}/v1/dead-letters{query}")  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310
+            f"{base}/v1/dead-letters{query}", headers=authorization
+        )
     else:
         if not delivery_id:
             return _fail("redeliver needs the DELIVERY_ID shown by 'dead-letters list'")
-        token = settings.operator_token.get_secret_value() if settings.operator_token else ""
         request = urllib.request.Request(  # noqa: S310
             f"{base}/v1/dead-letters/{urllib.parse.quote(delivery_id)}/redeliver",
             method="POST",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=authorization,
         )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310

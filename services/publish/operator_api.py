@@ -22,6 +22,19 @@ class OperatorApi:
         app.router.add_post("/v1/dead-letters/{delivery_id}/redeliver", self.redeliver)
 
     async def list_dead(self, request: web.Request) -> web.Response:
+        """The dead letters of the caller's tenants (of one, with ``?tenant=``)."""
+        who = identify(request, self._operators)
+        if who is None:
+            return unauthorized(request)
+        tenant = request.query.get("tenant")
+        if tenant is not None and not who.acts_for(tenant):
+            return problem(
+                404,
+                "Unknown tenant",
+                f"No tenant {tenant!r} for {who.name}.",
+                slug="unknown-tenant",
+                instance=request.path_qs,
+            )
         rows = [
             {
                 "delivery_id": r.delivery_id,
@@ -34,7 +47,8 @@ class OperatorApi:
                 "attempts": r.attempts,
                 "failed_at": r.updated_at.isoformat(),
             }
-            for r in self._handler.dead_letters(request.query.get("tenant"))
+            for r in self._handler.dead_letters(tenant)
+            if who.acts_for(r.order.tenant)
         ]
         return web.json_response({"dead_letters": rows, "count": len(rows)})
 

@@ -22,7 +22,7 @@ from kafka import KafkaProducer
 
 from schemas import Contact, ReleaseOrder, Sender
 from services.runtime.config import DEFAULT_CONFIG_PATH
-from tests.conftest import LERUM_SECRET, OPERATOR_TOKEN, SECRETS_ENV
+from tests.conftest import LERUM_SECRET, OPERATOR_AUTH, OPERATOR_TOKEN, SECRETS_ENV
 from tests.e2e.receivers import SmtpReceiver, WebhookReceiver
 from tests.harness import Pipeline, Service, TopicReader, unique_item, wait_until
 
@@ -202,7 +202,10 @@ def test_dead_webhook_fills_the_dead_letters_and_can_be_redelivered(
     assert len(down.seen) == 3
     assert len(topics.json_for("external.web", f"lerum:{item}")) == 1
 
-    listed = httpx.get(f"{publish.url}/v1/dead-letters").json()["dead_letters"]
+    assert httpx.get(f"{publish.url}/v1/dead-letters").status_code == 401
+    listed = httpx.get(f"{publish.url}/v1/dead-letters", headers=OPERATOR_AUTH).json()[
+        "dead_letters"
+    ]
     row = next(r for r in listed if r["item_id"] == item)
     assert row["delivery_id"] == letters[0]["delivery_id"]
     metrics = httpx.get(f"{publish.url}/metrics").text
@@ -212,7 +215,7 @@ def test_dead_webhook_fills_the_dead_letters_and_can_be_redelivered(
     cli = [sys.executable, "-m", "services.cli", "dead-letters"]
     shown = subprocess.run(
         [*cli, "list", "--url", publish.url],
-        env=env,
+        env={**env, "GATEKEEPER_OPERATOR_TOKEN": OPERATOR_TOKEN},
         capture_output=True,
         text=True,
         timeout=30,
@@ -247,7 +250,9 @@ def test_dead_webhook_fills_the_dead_letters_and_can_be_redelivered(
     assert {r["channel"] for r in receipts} == {"down", "web"}
     assert not [
         r
-        for r in httpx.get(f"{publish.url}/v1/dead-letters").json()["dead_letters"]
+        for r in httpx.get(f"{publish.url}/v1/dead-letters", headers=OPERATOR_AUTH).json()[
+            "dead_letters"
+        ]
         if r["item_id"] == item
     ]
 

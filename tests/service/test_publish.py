@@ -6,6 +6,8 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from schemas.events import Contact, Notification, ReleaseOrder, Sender
@@ -13,13 +15,15 @@ from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import DeliveryFailed, Transports
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
+from services.publish.operator_api import OperatorApi
 from services.publish.retry import RetryPolicy
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment, Notifications
 from services.runtime.memory import DictModelTable, MemoryOutbox
+from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
-from tests.service.conftest import FakeClock
+from tests.service.conftest import FakeClock, sha256
 
 
 class FakeTransport:
@@ -241,3 +245,35 @@ async def test_a_notification_is_mailed_once_and_neither_receipted_nor_archived(
     assert "https://publicering.lerum.se/console/items/lerum/news-1" in record.order.body
     assert publish.values(topics.RECEIPTS) == [], "a notification is no internal notice"
     assert publish.values(topics.PUBLISH_ARCHIVE) == []
+
+
+async def test_dead_letters_are_listed_only_to_an_operator_and_only_of_their_tenants(
+    webhook_deployment: Callable[[str], Deployment], clock: FakeClock
+) -> None:
+    receiver = FakeTransport(DeliveryFailed("HTTP 503"), DeliveryFailed("HTTP 503"))
+    publish = Publish(webhook_deployment("https://cms.example/hook"), clock, receiver)
+    await publish.handler.on_order(_order(clock, ["web"]))
+    await publish.attempts.wait()
+    [dead] = publish.handler.dead_letters()
+    operators = OperatorDirectory(
+        [
+            (Identity("Anna", "anna@lerum.se", frozenset({"lerum"}), "viewer"), sha256("anna")),
+            (Identity("Alva", "alva@ale.se", frozenset({"ale"}), "publisher"), sha256("alva")),
+        ]
+    )
+    app = web.Application()
+    OperatorApi(publish.handler, operators).add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        anonymous = await client.get("/v1/dead-letters")
+        assert anonymous.status == 401
+        assert anonymous.content_type == "application/problem+json"
+
+        anna = {"Authorization": "Bearer anna"}
+        listed = await (await client.get("/v1/dead-letters", headers=anna)).json()
+        assert [r["delivery_id"] for r in listed["dead_letters"]] == [dead.delivery_id]
+
+        alva = {"Authorization": "Bearer alva"}
+        others = await (await client.get("/v1/dead-letters", headers=alva)).json()
+        assert others == {"dead_letters": [], "count": 0}
+        asked = await client.get("/v1/dead-letters?tenant=lerum", headers=alva)
+        assert asked.status == 404
