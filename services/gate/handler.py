@@ -307,7 +307,7 @@ class GateHandler:
 
     async def tick_due(self) -> None:
         """Send a tick to every item whose wake time has come; refresh the hold gauges."""
-        if not self._index_once() or not self._ready():
+        if not self.ready():
             return
         now = self._clock()
         ticks = []

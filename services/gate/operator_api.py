@@ -19,7 +19,7 @@ from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
 from services.runtime.keys import ItemKey
 from services.runtime.operators import Identity, OperatorDirectory
-from services.runtime.web import forbidden, identify, problem, unauthorized
+from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
 __all__ = ["OperatorApi", "held_rows"]
 
@@ -111,13 +111,7 @@ class OperatorApi:
             return unauthorized(request)
         tenant = request.query.get("tenant")
         if tenant is not None and (tenant not in self._tenants or not who.acts_for(tenant)):
-            return problem(
-                404,
-                "Unknown tenant",
-                f"No tenant {tenant!r} for {who.name}.",
-                slug="unknown-tenant",
-                instance=request.path_qs,
-            )
+            return unknown_tenant(request, tenant, who)
         rows = self.rows_for(who, tenant)
         return web.json_response({"held": rows, "count": len(rows)})
 

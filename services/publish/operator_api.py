@@ -7,7 +7,7 @@ from aiohttp import web
 
 from services.publish.handler import PublishHandler
 from services.runtime.operators import OperatorDirectory
-from services.runtime.web import forbidden, identify, problem, unauthorized
+from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
 __all__ = ["OperatorApi"]
 
@@ -28,13 +28,7 @@ class OperatorApi:
             return unauthorized(request)
         tenant = request.query.get("tenant")
         if tenant is not None and not who.acts_for(tenant):
-            return problem(
-                404,
-                "Unknown tenant",
-                f"No tenant {tenant!r} for {who.name}.",
-                slug="unknown-tenant",
-                instance=request.path_qs,
-            )
+            return unknown_tenant(request, tenant, who)
         rows = [
             {
                 "delivery_id": r.delivery_id,

@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from services.runtime.ports import OutboundRecord
+from services.runtime.ports import OutboundRecord, nothing_to_wait_for
 
 __all__ = ["DictModelTable", "DictTextTable", "MemoryOutbox"]
 
@@ -30,7 +30,7 @@ class DictModelTable(Generic[M]):
 
     def saved(self) -> Awaitable[None]:
         """Nothing to wait for: the dict has it."""
-        return _done()
+        return nothing_to_wait_for()
 
     def items(self) -> Iterator[tuple[bytes, M]]:
         for key, raw in list(self.data.items()):
@@ -39,10 +39,6 @@ class DictModelTable(Generic[M]):
     def values(self) -> Iterator[M]:
         for _, value in self.items():
             yield value
-
-
-async def _done() -> None:
-    """An awaitable with nothing to wait for."""
 
 
 class DictTextTable:

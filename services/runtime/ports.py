@@ -22,6 +22,7 @@ __all__ = [
     "OutboundRecord",
     "Outbox",
     "TextTable",
+    "nothing_to_wait_for",
     "utcnow",
 ]
 
@@ -33,6 +34,10 @@ Headers = Sequence[tuple[str, bytes]]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def nothing_to_wait_for() -> None:
+    """What :meth:`ModelTable.saved` answers for an adapter whose puts are durable at once."""
 
 
 @dataclass(frozen=True)

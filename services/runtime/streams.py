@@ -30,7 +30,7 @@ from services.runtime.faust_compat import (
     store_without_changelog,
 )
 from services.runtime.kafka_security import KafkaSecurity
-from services.runtime.ports import InboundRecord, OutboundRecord
+from services.runtime.ports import InboundRecord, OutboundRecord, nothing_to_wait_for
 from services.runtime.settings import Settings
 from services.runtime.topics import MAX_MESSAGE_BYTES
 
@@ -228,7 +228,7 @@ class FaustModelTable(Generic[M]):
 
     def saved(self) -> Awaitable[None]:
         """Nothing to wait for here: faust flushes its producer before it commits."""
-        return _nothing_to_wait_for()
+        return nothing_to_wait_for()
 
     def items(self) -> Iterator[tuple[bytes, M]]:
         """Every entry, read as it is iterated (not copied first: a table on disk
@@ -239,10 +239,6 @@ class FaustModelTable(Generic[M]):
     def values(self) -> Iterator[M]:
         for raw in self._table.values():
             yield self._model.model_validate_json(raw)
-
-
-async def _nothing_to_wait_for() -> None:
-    """An awaitable with nothing to wait for."""
 
 
 class OutboxModelTable(FaustModelTable[M]):
@@ -357,8 +353,7 @@ class ProducerOutbox(mode.Service):
             await self._producer.stop()  # sends what is waiting first
 
     async def send_all(self, records: Sequence[OutboundRecord]) -> None:
-        if records:
-            await asyncio.wait_for(self._send(records), timeout=self._timeout)
+        await self.send_acknowledged(records)
 
     async def send_acknowledged(self, records: Sequence[OutboundRecord]) -> dict[TP, int]:
         """:meth:`send_all`, answering the offset of the last record written to each

@@ -11,7 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from services.runtime.operators import Identity, OperatorDirectory
 
-__all__ = ["WebService", "base_app", "forbidden", "identify", "problem", "unauthorized"]
+__all__ = [
+    "WebService",
+    "base_app",
+    "forbidden",
+    "identify",
+    "problem",
+    "unauthorized",
+    "unknown_tenant",
+]
 
 PROBLEM_JSON = "application/problem+json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,6 +74,17 @@ def forbidden(request: web.Request, who: Identity) -> web.Response:
         f"{who.name} is a {who.role}; only a publisher may do this.",
         slug="forbidden",
         instance=request.path,
+    )
+
+
+def unknown_tenant(request: web.Request, tenant: str, who: Identity) -> web.Response:
+    """A ``?tenant=`` that is not one of *who*'s (or not one at all)."""
+    return problem(
+        404,
+        "Unknown tenant",
+        f"No tenant {tenant!r} for {who.name}.",
+        slug="unknown-tenant",
+        instance=request.path_qs,
     )
 
 

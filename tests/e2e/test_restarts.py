@@ -16,6 +16,7 @@ from services.runtime.topics import ensure_topics
 from tests.conftest import OPERATOR_AUTH, content_event
 from tests.harness import (
     Pipeline,
+    Service,
     TopicReader,
     accepted_event,
     post_event,
@@ -84,11 +85,8 @@ def test_a_gate_restart_recovers_every_held_item_from_batched_changelogs(
     own_pipeline: Pipeline,
 ) -> None:
     count = 1500
-    keys = [f"lerum:batched-{i}".encode() for i in range(count)]
-    events = [accepted_event(i, "batched-") for i in range(count)]
     gate = own_pipeline.add("gate").start()
-    write_batched(own_pipeline.bootstrap, "cms.accepted", list(zip(keys, events, strict=True)))
-    wait_until(lambda: len(_held(gate.url)) == count, 120, f"{count} items held")
+    _hold_batched(own_pipeline, gate, "batched-", count)
     changelog = TopicReader(own_pipeline.bootstrap).records("gatekeeper-gate-gate-items-changelog")
     consumer = KafkaConsumer(bootstrap_servers=own_pipeline.bootstrap)
     tps = [
@@ -105,6 +103,14 @@ def test_a_gate_restart_recovers_every_held_item_from_batched_changelogs(
     assert _held(gate.url) == {f"batched-{i}" for i in range(count)}
 
 
+def _hold_batched(pipeline: Pipeline, gate: Service, prefix: str, count: int) -> None:
+    """*count* accepted events written in batches of many records; wait until held."""
+    keys = [f"lerum:{prefix}{i}".encode() for i in range(count)]
+    events = [accepted_event(i, prefix) for i in range(count)]
+    write_batched(pipeline.bootstrap, "cms.accepted", list(zip(keys, events, strict=True)))
+    wait_until(lambda: len(_held(gate.url)) == count, 120, f"{count} items held")
+
+
 def _held(gate: str) -> set[str]:
     answer = httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH, timeout=30)
     return {row["item_id"] for row in answer.json()["held"]} if answer.status_code == 200 else set()
@@ -116,11 +122,8 @@ def test_a_gate_on_rocksdb_keeps_how_far_each_changelog_is_in_its_store(
     # At start a RocksDB store replays only what its changelog has past the offset
     # it kept; a wrong or missing offset means a slow start or a lost state.
     count = 400
-    keys = [f"lerum:kept-{i}".encode() for i in range(count)]
-    events = [accepted_event(i, "kept-") for i in range(count)]
     gate = own_pipeline.add("gate", GATEKEEPER_GATE_STORE="rocksdb").start()
-    write_batched(own_pipeline.bootstrap, "cms.accepted", list(zip(keys, events, strict=True)))
-    wait_until(lambda: len(_held(gate.url)) == count, 120, f"{count} items held")
+    _hold_batched(own_pipeline, gate, "kept-", count)
     assert gate.stop() == 0
 
     reader = TopicReader(own_pipeline.bootstrap)
