@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
@@ -71,6 +72,21 @@ def _serve(name: str) -> int:
         app, services = _build(name, settings, deployment, registry)
     except (UntestedFaust, OperatorsFileError) as exc:
         return _fail(str(exc))
+    from services.runtime.stores import stores_ahead
+
+    ahead = stores_ahead(app, settings)
+    for store in ahead:
+        structlog.get_logger("gatekeeper").error(
+            "store.ahead_of_changelog",
+            topic=store.topic,
+            partition=store.partition,
+            store_offset=store.kept,
+            log_end=store.end,
+            path=str(store.path),
+            detail=str(store),
+        )
+    if ahead:
+        return _fail(f"{name} did not start: " + "; ".join(str(s) for s in ahead))
     run_worker(app, services, settings.log_level)
     return 0
 

@@ -97,11 +97,19 @@ class Service:
         return lines
 
 
+#: How the services are started: "embedded" as ``gatekeeper up`` starts them (the
+#: embedded broker's short group timeouts and fetch waits), "separate" as the chart
+#: starts them (``serve`` against a broker they did not start, no embedded flag, a
+#: stable instance id per service, the default group timeouts).
+PROFILES = ("embedded", "separate")
+
+
 @dataclass
 class Pipeline:
     bootstrap: str
     workdir: Path
     services: dict[str, Service] = field(default_factory=dict)
+    profile: str = "embedded"
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
@@ -112,18 +120,22 @@ class Pipeline:
         env["GATEKEEPER_OPERATORS_FILE"] = str(operators)
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            GATEKEEPER_EMBEDDED_BROKER="true",
             GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
             GATEKEEPER_PARTITIONS="2",
             GATEKEEPER_HOST="127.0.0.1",
             GATEKEEPER_TICK_SECONDS="0.2",
         )
+        if self.profile == "embedded":
+            env["GATEKEEPER_EMBEDDED_BROKER"] = "true"
         env.update(extra)
         return env
 
     def add(self, name: str, **extra: str) -> Service:
         port = free_port()
-        env = self.env(**{f"GATEKEEPER_{name.upper()}_PORT": str(port), **extra})
+        own = {f"GATEKEEPER_{name.upper()}_PORT": str(port)}
+        if self.profile == "separate":  # the chart's pod name: one per service here
+            own["GATEKEEPER_INSTANCE_ID"] = f"{self.workdir.name}-{name}"
+        env = self.env(**{**own, **extra})
         service = Service(name, port, env, self.workdir / f"{name}-{port}.log")
         self.services[name] = service
         return service
@@ -367,8 +379,8 @@ def unique_item(prefix: str = "item") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def pipeline_iter(workdir: Path, bootstrap: str) -> Iterator[Pipeline]:
-    pipeline = Pipeline(bootstrap, workdir)
+def pipeline_iter(workdir: Path, bootstrap: str, profile: str = "embedded") -> Iterator[Pipeline]:
+    pipeline = Pipeline(bootstrap, workdir, profile=profile)
     try:
         yield pipeline
     finally:

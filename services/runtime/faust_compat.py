@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -26,6 +27,8 @@ __all__ = [
     "exact_log_ends",
     "fetched_ends",
     "is_ready",
+    "kept_offsets",
+    "log_ends",
     "set_current_event",
     "short_fetch_wait",
     "store_without_changelog",
@@ -150,6 +153,62 @@ async def fetched_ends(
         return exact
     finally:
         await consumer.stop()
+
+
+async def log_ends(bootstrap: str, client: Mapping[str, Any], tps: Iterable[Any]) -> dict[Any, int]:
+    """The true end (the next offset) of each of *tps*: ListOffsets' answer checked
+    by a fetch (:func:`fetched_ends`); 0 for a topic the broker does not have."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    wanted = list(tps)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client
+    )
+    await consumer.start()
+    try:
+        known = await consumer.topics()
+        present = [tp for tp in wanted if tp.topic in known]
+        listed = await consumer.end_offsets(
+            [TopicPartition(tp.topic, tp.partition) for tp in present]
+        )
+    finally:
+        await consumer.stop()
+    ends: dict[Any, int | None] = dict.fromkeys(wanted, 0)
+    ends.update({tp: listed.get(TopicPartition(tp.topic, tp.partition)) for tp in present})
+    exact = await fetched_ends(bootstrap, client, ends)
+    return {tp: end or 0 for tp, end in exact.items()}
+
+
+def kept_offsets(app: faust.App, partitions: int) -> dict[Any, tuple[Path, int]]:
+    """Per changelog partition, the file of each on-disk table store (RocksDB) and the
+    last changelog offset it says it has read, for the stores that exist.
+
+    Read before the worker starts, from the files alone (read-only). Reads the
+    store's ``partition_path`` and its ``offset_key``, where
+    ``set_persisted_offset`` keeps the offset.
+    """
+    from faust.stores.rocksdb import Store
+    from faust.types import TP
+    from rocksdict import AccessType, Rdict
+
+    kept: dict[Any, tuple[Path, int]] = {}
+    for table in app.tables.values():
+        store = table.data
+        if not isinstance(store, Store):
+            continue
+        topic = table.changelog_topic.get_topic_name()
+        for partition in range(partitions):
+            path = store.partition_path(partition)
+            if not path.exists():
+                continue
+            db = Rdict(str(path), access_type=AccessType.read_only())
+            try:
+                raw = db.get(Store.offset_key)
+            finally:
+                db.close()
+            if raw is not None:
+                kept[TP(topic, partition)] = (path, int(raw))
+    return kept
 
 
 def is_ready(app: faust.App) -> bool:

@@ -45,3 +45,10 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 @pytest.fixture
 def own_pipeline(own_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
     yield from pipeline_iter(tmp_path, own_broker.bootstrap)
+
+
+@pytest.fixture
+def separate_pipeline(own_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pipeline]:
+    """Services of the test's own started as the chart starts them: ``serve`` against a
+    broker they did not start, without the embedded flag."""
+    yield from pipeline_iter(tmp_path, own_broker.bootstrap, profile="separate")
