@@ -1,14 +1,21 @@
 """Fault rounds: the promise holds whatever is killed, whenever.
 
     python -m bench.faults [--rounds 2] [--items 100] [--seed N]
+                           [--mode embedded|separate] [--store memory|rocksdb]
+                           [--kill ingest|gate|publish]
 
-Each round runs the three services on a fresh embedded broker, with two more
+Each round runs the three services on a fresh broker of its own: started as
+``gatekeeper up`` starts them (``--mode embedded``, the default) or as the
+chart starts them (``--mode separate``: ``serve`` without the embedded flag,
+a stable instance id each, the default group timeouts), the gate's tables in
+memory or on RocksDB (``--store``). With two more
 external channels to real webhook receivers, one slow and one failing at
 first. It posts N items through ingest: for each an internal notice and an
 external publication in random order among all items, some posted twice,
 some with a newer version, some retracted, some with publish_at a few seconds
 ahead. At a random moment it SIGKILLs a random service and starts it again
-(the CMS keeps retrying what was refused meanwhile). Then, from the topics and
+(the CMS keeps retrying what was refused meanwhile); ``--kill`` names the
+service instead. Then, from the topics and
 the receivers themselves, it checks:
 
 - no external publication went out before its item's internal notice was
@@ -44,7 +51,7 @@ from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import LERUM_SECRET, OPERATOR_AUTH, content_event, internal_notice
 from tests.e2e.receivers import WebhookReceiver
-from tests.harness import Pipeline, TopicReader, post_event
+from tests.harness import PROFILES, Pipeline, TopicReader, post_event
 
 SERVICES = ("ingest", "gate", "publish")
 EXTERNAL = ("web", "slow", "flaky")
@@ -250,20 +257,32 @@ def _check(
     result.counts = dict(counts)
 
 
-def _round(number: int, items: int, rng: random.Random) -> Round:
+def _round(
+    number: int,
+    items: int,
+    rng: random.Random,
+    mode: str = "embedded",
+    store: str = "memory",
+    kill: str | None = None,
+) -> Round:
     result = Round(number)
     workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-faults-{number}-"))
     slow = WebhookReceiver(LERUM_SECRET, default="slow").start()
     flaky = WebhookReceiver(LERUM_SECRET, script=["500"] * (items // 3)).start()
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-            pipeline = Pipeline(broker.bootstrap, workdir)
+            pipeline = Pipeline(broker.bootstrap, workdir, profile=mode)
             config = str(_config(workdir, slow, flaky))
             for name in SERVICES:
-                pipeline.add(name, GATEKEEPER_CONFIG=config, GATEKEEPER_LOG_LEVEL="warning").start()
+                pipeline.add(
+                    name,
+                    GATEKEEPER_CONFIG=config,
+                    GATEKEEPER_LOG_LEVEL="warning",
+                    GATEKEEPER_GATE_STORE=store,
+                ).start()
             try:
                 postings = _plan(rng, items, f"r{number}-{rng.randrange(10**6)}")
-                result.killed = rng.choice(SERVICES)
+                result.killed = kill or rng.choice(SERVICES)
                 kill_at = rng.randrange(len(postings) // 4, 3 * len(postings) // 4)
                 started = time.monotonic()
                 killer: threading.Thread | None = None
@@ -299,15 +318,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--mode", choices=PROFILES, default="embedded")
+    parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory")
+    parser.add_argument("--kill", choices=SERVICES, default=None)
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)  # noqa: S311
     rng = random.Random(seed)  # noqa: S311  (a reproducible fault plan, not security)
-    print(f"fault rounds: {args.rounds} of {args.items} items, seed {seed}", flush=True)
+    print(
+        f"fault rounds: {args.rounds} of {args.items} items, seed {seed}, "
+        f"{args.mode} mode, gate store {args.store}",
+        flush=True,
+    )
     failed = 0
     header = f"{'round':>5} {'killed':>8} {'at':>6} {'posted':>6} {'re-posts':>8}  outcome"
     print(header, flush=True)
     for number in range(1, args.rounds + 1):
-        result = _round(number, args.items, rng)
+        result = _round(number, args.items, rng, args.mode, args.store, args.kill)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
         print(
             f"{number:>5} {result.killed:>8} {result.killed_after:>5.1f}s {result.posted:>6} "
