@@ -11,6 +11,7 @@ finding says where something is wrong, never what a personal number was.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,7 @@ import textstat
 from selectolax.lexbor import LexborHTMLParser
 
 from schemas.events import ContentEvent
-from services.runtime.identity_numbers import contains_identity_number
+from services.runtime.identity_numbers import contains_identity_number, mask_identity_numbers
 
 __all__ = ["ContentRule", "Finding", "Spokesperson", "check", "lix"]
 
@@ -161,7 +162,12 @@ def _plain_language(event: ContentEvent, body: _Body, rule: ContentRule) -> Iter
         return
     if rule.lix_max is not None and value > rule.lix_max:
         longest = sorted(measure.sentences, key=lambda s: s[1], reverse=True)[:2]
-        long_words = sorted({w for w in words if len(w) > 6}, key=len, reverse=True)[:5]
+        # a number is no word to replace, and a long one may be an identity number
+        long_words = sorted(
+            {w for w in words if len(w) > 6 and not any(c.isdigit() for c in w)},
+            key=len,
+            reverse=True,
+        )[:5]
         quoted = " / ".join(f"”{_clip(s)}” ({n} ord)" for s, n in longest)
         yield Finding(
             "plain_language",
@@ -191,7 +197,9 @@ def _plain_language(event: ContentEvent, body: _Body, rule: ContentRule) -> Iter
 
 
 def _clip(sentence: str, words: int = 12) -> str:
-    parts = sentence.split()
+    """The sentence's first *words* words, an identity number in it masked first (so
+    that no cut leaves half of one)."""
+    parts = mask_identity_numbers(sentence).split()
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
 
 
@@ -430,4 +438,14 @@ def check(event: ContentEvent, rules: Iterable[ContentRule]) -> tuple[Finding, .
     findings: list[Finding] = []
     for rule in applicable:
         findings.extend(_CHECKS[rule.name](event, body, rule))
-    return tuple(dict.fromkeys(findings))
+    return tuple(dict.fromkeys(_masked(f) for f in findings))
+
+
+def _masked(finding: Finding) -> Finding:
+    """A finding quotes the event's text (a sentence, a link text, an alt text); an
+    identity number in a quote is masked, whatever rule quoted it."""
+    return dataclasses.replace(
+        finding,
+        message=mask_identity_numbers(finding.message),
+        fix=mask_identity_numbers(finding.fix),
+    )

@@ -42,6 +42,7 @@ from services.gate.machine import (
 from services.gate.telemetry import GateTelemetry
 from services.runtime import topics
 from services.runtime.audit import acceptance
+from services.runtime.identity_numbers import mask_identity_numbers
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 
@@ -271,8 +272,9 @@ class GateHandler:
             item_id=state.item_id,
             version=event.version,
             audience=due.audience,
-            title=event.title,
-            unit=event.unit,
+            # an e-mail to the desk is kept in mailboxes: no identity number in it
+            title=mask_identity_numbers(event.title),
+            unit=mask_identity_numbers(event.unit),
             reasons=[wording.reason_text(r) for r in held.reasons],
             held_since=held.held_since,
             publish_at=event.publish_at,

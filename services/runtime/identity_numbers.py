@@ -1,6 +1,7 @@
 """Swedish personal identity numbers (personnummer, samordningsnummer) in free text.
 
-YYMMDD-NNNN or YYYYMMDDNNNN, with -, + or nothing between. A run of that shape
+YYMMDD-NNNN or YYYYMMDDNNNN, with -, +, a space or nothing before the last
+four digits. A run of that shape
 counts only when it is a valid number (a real date and check digit), so ids,
 offsets and phone numbers that merely look alike are left alone.
 """
@@ -13,12 +14,14 @@ from personnummer import personnummer
 
 __all__ = ["contains_identity_number", "mask_identity_numbers"]
 
-_CANDIDATE = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+_CANDIDATE = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+ ]?\d{4}(?!\d)")
 MASK = "[personnummer]"
 
 
 def _valid(candidate: str) -> bool:
-    return bool(personnummer.valid(candidate))
+    # personnummer reads "-" and "+" (a hundred years old or more); a space is
+    # how many people write the "-"
+    return bool(personnummer.valid(candidate.replace(" ", "-")))
 
 
 #: every candidate has six digits in a row; most texts have none, and this is

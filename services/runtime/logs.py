@@ -66,15 +66,16 @@ def configure_logging(service: str, level: str = "info", console: bool | None = 
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # An exception is formatted first, so that its text (a value in a traceback,
+    # a message quoting input) is redacted like every other value.
+    redacting: list[Any] = [
+        structlog.processors.format_exc_info,
         drop_secrets,
         redact_identity_numbers,
     ]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            _renderer(console),
-        ],
+        processors=[*shared, *redacting, _renderer(console)],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
@@ -88,7 +89,7 @@ def configure_logging(service: str, level: str = "info", console: bool | None = 
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                *redacting,
                 _renderer(console),
             ],
         )

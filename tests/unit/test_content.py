@@ -135,7 +135,7 @@ def identity_numbers(draw: st.DrawFn) -> str:
     nine = f"{born:%y%m}{day:02d}{serial:03d}"
     number = nine + str(_luhn_digit(nine))
     century = draw(st.booleans())
-    separator = draw(st.sampled_from(["", "-"])) if born > date(1926, 1, 1) else "+"
+    separator = draw(st.sampled_from(["", "-", " "])) if born > date(1926, 1, 1) else "+"
     head = (f"{born:%Y}"[:2] if century else "") + number[:6]
     return head + separator + number[6:]
 

@@ -1,0 +1,175 @@
+"""Personal data is not repeated (CONTRACT 3.8): an identity number in an event reaches
+only the held event itself and what channels receive; every decision, finding,
+notification and log line the gate writes about it masks it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Sequence
+from contextlib import redirect_stderr
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import AcceptedEvent, ContentEvent
+from services.runtime import topics
+from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+from services.runtime.identity_numbers import contains_identity_number, mask_identity_numbers
+from services.runtime.logs import configure_logging
+from services.runtime.memory import MemoryOutbox
+from services.runtime.ports import InboundRecord, OutboundRecord
+from tests.conftest import SECRETS_ENV, content_event, internal_notice
+from tests.harness import memory_gate
+from tests.service.conftest import FakeClock
+from tests.unit.test_content import identity_numbers
+
+LONG = (
+    "Kommunstyrelsens förvaltningsorganisation tillhandahåller informationsmaterial "
+    "beträffande ansökningsförfarandet för {n} och därtill hörande handläggningsrutiner "
+    "samt överklagandeprocesser inom socialförvaltningens verksamhetsområde"
+)
+
+PLACES = ("title", "body", "summary", "recipients", "unit", "link_text", "alt", "html", "contact")
+
+
+def _event(place: str, number: str, **fields: Any) -> dict[str, Any]:
+    text = LONG.format(n=number)
+    event = content_event(**fields)
+    if place in ("title", "recipients", "unit"):
+        event[place] = f"Besked till {number}"
+    elif place in ("body", "summary"):
+        event[place] = f"{text}. {text}."
+    elif place == "link_text":
+        event["links"] = [{"url": "https://www.lerum.se/a", "text": f"Läs mer om {number}"}]
+    elif place == "alt":
+        event["images"] = [{"url": "https://www.lerum.se/a.jpg", "alt": f"{number}.jpg"}]
+    elif place == "html":
+        event["body"] = f"<h3>{number}</h3><p>{text}</p><p><a href='https://x.se'>Här</a></p>"
+    else:
+        event["contact"] = {"name": f"Handläggare {number}", "email": "a@lerum.se"}
+    return event
+
+
+def _forms(number: str) -> list[str]:
+    """The number as written and as its digits alone, with and without century."""
+    digits = re.sub(r"\D", "", number)
+    return [number, digits, digits[-10:], f"{digits[-10:-4]} {digits[-4:]}"]
+
+
+def _leaks(text: str, number: str) -> bool:
+    return contains_identity_number(text) or any(form in text for form in _forms(number))
+
+
+def _deployment() -> Any:
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["tenants"]["lerum"]["notifications"] = {
+        "notify_after": "PT10M",
+        "desk": ["kommunikation@lerum.se"],
+        "smtp": {"host": "127.0.0.1", "port": 25, "from": "publicering@lerum.se"},
+    }
+    return raw
+
+
+class _Gate:
+    def __init__(self) -> None:
+        path = Path(tempfile.mkdtemp()) / "gatekeeper.yaml"
+        path.write_text(yaml.safe_dump(_deployment(), allow_unicode=True))
+        self.clock = FakeClock()
+        self.outbox = MemoryOutbox(on_send=self._loop_back)
+        self.handler = memory_gate(
+            load_deployment(path, SECRETS_ENV), outbox=self.outbox, clock=self.clock
+        )
+        self.offset = 0
+
+    async def _loop_back(self, records: Sequence[OutboundRecord]) -> None:
+        for record in records:
+            if record.topic == topics.GATE_COMMANDS:
+                await self.feed(record.topic, record.key or b"", record.value or b"")
+
+    async def feed(self, topic: str, key: bytes, value: bytes) -> None:
+        self.offset += 1
+        await self.handler.handle(InboundRecord(topic, 0, self.offset, key, value))
+
+    async def accept(self, event: dict[str, Any]) -> None:
+        parsed = ContentEvent.model_validate(event)
+        accepted = AcceptedEvent(
+            event_id=f"e-{parsed.item_id}-{self.offset}",
+            tenant="lerum",
+            item_id=parsed.item_id,
+            source="http",
+            received_at=self.clock(),
+            event=parsed,
+        )
+        await self.feed(
+            topics.ACCEPTED,
+            f"lerum:{parsed.item_id}".encode(),
+            accepted.model_dump_json().encode(),
+        )
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(identity_numbers(), st.sampled_from(PLACES), st.sampled_from(["external", "internal"]))
+def test_nothing_the_gate_writes_repeats_an_identity_number(
+    number: str, place: str, audience: str
+) -> None:
+    gate = _Gate()
+    base = content_event() if audience == "external" else internal_notice()
+    event = _event(place, number, **{k: base[k] for k in ("audience", "channels", "recipients")})
+    if place == "recipients":
+        event["recipients"] = f"Besked till {number}"
+
+    async def run() -> None:
+        await gate.accept(event)
+        for _ in range(3):  # past notify_after and escalate_after, a tick each time
+            gate.clock.advance(hours=30)
+            await gate.handler.tick_due()
+
+    asyncio.run(run())
+
+    written = [r for r in gate.outbox.sent if r.topic != topics.RELEASES]
+    kinds = {json.loads(r.value or b"{}").get("kind") for r in written}
+    assert "held" in kinds, "the content rule holds it: there are findings to write"
+    for record in written:
+        assert not _leaks((record.value or b"").decode(), number), record.topic
+    notifications = [r for r in written if r.topic == topics.NOTIFICATIONS]
+    assert notifications, "a notification about the hold was written"
+    rows = gate.handler.held_rows() if hasattr(gate.handler, "held_rows") else []
+    for row in rows:
+        assert not _leaks(json.dumps([f.__dict__ for f in row.findings]), number)
+
+
+@given(identity_numbers())
+def test_a_traceback_in_a_log_line_is_masked(number: str) -> None:
+    out = io.StringIO()
+    with redirect_stderr(out):
+        configure_logging("gate", "info", console=False)
+        try:
+            raise ValueError(f"cannot parse {number}")
+        except ValueError:
+            structlog.get_logger("gatekeeper").exception("parse.failed")
+            logging.getLogger("aiokafka").exception("stdlib too")
+    structlog.reset_defaults()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["parse.failed", "stdlib too"]
+    for line in lines:
+        assert "ValueError" in line["exception"]
+        assert not _leaks(json.dumps(line, ensure_ascii=False), number)
+
+
+@given(identity_numbers())
+def test_every_written_form_is_masked(number: str) -> None:
+    digits = re.sub(r"\D", "", number)
+    spaced = f"{digits[:-4]} {digits[-4:]}"
+    for form in (number, spaced, digits):
+        assert mask_identity_numbers(f"Ärende {form}, tack") == "Ärende [personnummer], tack"
