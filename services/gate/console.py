@@ -115,7 +115,7 @@ class Console:
         )
 
     def _proxied(self, request: web.Request) -> tuple[str, Session] | None:
-        who = self._operators.by_proxy(request.headers)
+        who = self._operators.by_proxy(request.headers, request.remote)
         return self._sessions.start(who, self._clock()) if who is not None else None
 
     def _who(self, request: web.Request) -> Session:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -92,6 +93,7 @@ class OperatorDirectory:
         *,
         shared_token: str | None = None,
         proxy_header: str | None = None,
+        proxy_networks: Sequence[IPv4Network | IPv6Network] = (),
     ) -> None:
         self._by_digest = [(identity, digest.encode()) for identity, digest in operators]
         if shared_token:
@@ -99,6 +101,7 @@ class OperatorDirectory:
             self._by_digest.append((shared, _digest(shared_token)))
         self._by_email = {i.email.lower(): i for i, _ in operators if i.email}
         self.proxy_header = proxy_header
+        self._proxy_networks = tuple(proxy_networks)
 
     def by_token(self, token: str) -> Identity | None:
         """Compared in constant time against every entry, whichever matches."""
@@ -115,16 +118,31 @@ class OperatorDirectory:
             return None
         return self.by_token(given.strip())
 
-    def by_proxy(self, headers: Mapping[str, str]) -> Identity | None:
-        """The person a trusted proxy vouches for by e-mail, when a header is configured."""
-        if self.proxy_header is None:
+    def by_proxy(self, headers: Mapping[str, str], peer: str | None) -> Identity | None:
+        """The person a trusted proxy vouches for by e-mail, when a header is configured
+        and the request comes from one of the proxy's addresses (*peer*); anyone else
+        who sends the header is not believed."""
+        if self.proxy_header is None or not self._trusted(peer):
             return None
         email = headers.get(self.proxy_header, "").strip().lower()
         return self._by_email.get(email) if email else None
 
+    def _trusted(self, peer: str | None) -> bool:
+        try:
+            address = ip_address((peer or "").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._proxy_networks)
+
 
 def load_operators(
-    path: Path | None, *, shared_token: str | None = None, proxy_header: str | None = None
+    path: Path | None,
+    *,
+    shared_token: str | None = None,
+    proxy_header: str | None = None,
+    proxy_networks: Sequence[IPv4Network | IPv6Network] = (),
 ) -> OperatorDirectory:
     """The operators of *path* (none when None), plus the shared token's publisher."""
     entries: list[tuple[Identity, str]] = []
@@ -147,12 +165,20 @@ def load_operators(
         for op in parsed.operators:
             identity = Identity(op.name, op.email, frozenset(op.tenants), op.role)
             entries.append((identity, op.token_sha256))
-    return OperatorDirectory(entries, shared_token=shared_token, proxy_header=proxy_header)
+    return OperatorDirectory(
+        entries,
+        shared_token=shared_token,
+        proxy_header=proxy_header,
+        proxy_networks=proxy_networks,
+    )
 
 
 def operators_from(settings: Settings) -> OperatorDirectory:
     """The operators the environment names: its file, shared token and proxy header."""
     token = settings.operator_token.get_secret_value() if settings.operator_token else None
     return load_operators(
-        settings.operators_file, shared_token=token, proxy_header=settings.trusted_proxy_header
+        settings.operators_file,
+        shared_token=token,
+        proxy_header=settings.trusted_proxy_header,
+        proxy_networks=settings.trusted_proxy_networks(),
     )

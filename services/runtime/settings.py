@@ -6,10 +6,18 @@ Only the CLI constructs :class:`Settings`; everything else receives it.
 from __future__ import annotations
 
 import tempfile
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
@@ -41,10 +49,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("GATEKEEPER_OPERATORS_FILE")
     )
     #: A header set by a trusted authenticating proxy (e.g. oauth2-proxy's
-    #: ``X-Forwarded-Email``) that names the operator by e-mail. Only set it when
-    #: every request to the gate passes that proxy.
+    #: ``X-Forwarded-Email``) that names the operator by e-mail, believed only on
+    #: requests from ``trusted_proxy_ips``.
     trusted_proxy_header: str | None = Field(
         default=None, validation_alias=_env("GATEKEEPER_TRUSTED_PROXY_HEADER")
+    )
+    #: The proxy's addresses or CIDR ranges, comma-separated.
+    trusted_proxy_ips: str | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_TRUSTED_PROXY_IPS")
     )
     #: The console's public address, for links in notifications.
     console_url: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_CONSOLE_URL"))
@@ -122,8 +134,32 @@ class Settings(BaseSettings):
         default=8.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_REBALANCE_TIMEOUT")
     )
 
+    @field_validator("trusted_proxy_ips")
+    @classmethod
+    def _networks(cls, value: str | None) -> str | None:
+        for part in (value or "").split(","):
+            if part.strip():
+                try:
+                    ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is no address or CIDR range") from None
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(
+            ip_network(part.strip(), strict=False)
+            for part in (self.trusted_proxy_ips or "").split(",")
+            if part.strip()
+        )
+
     @model_validator(mode="after")
     def _kafka_security(self) -> Settings:
+        if self.trusted_proxy_header and not self.trusted_proxy_networks():
+            raise ValueError(
+                "GATEKEEPER_TRUSTED_PROXY_HEADER is set without GATEKEEPER_TRUSTED_PROXY_IPS: "
+                "name the proxy's addresses, or anyone who reaches the service could send the "
+                "header"
+            )
         problem = _security_problem(self)
         if problem:
             raise ValueError(problem)

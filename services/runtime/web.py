@@ -51,7 +51,7 @@ def problem(
 def identify(request: web.Request, operators: OperatorDirectory) -> Identity | None:
     """The operator behind a request: its bearer token, else a trusted proxy's header."""
     return operators.by_authorization(request.headers.get("Authorization")) or (
-        operators.by_proxy(request.headers)
+        operators.by_proxy(request.headers, request.remote)
     )
 
 

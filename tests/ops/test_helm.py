@@ -65,7 +65,7 @@ def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
             "ServiceMonitor",
             "PrometheusRule",
             "ServiceAccount",
-            *["Service", "PodDisruptionBudget"] * 3,
+            *["Service", "PodDisruptionBudget", "NetworkPolicy"] * 3,
             *["Deployment"] * (3 - stateful),
             *["StatefulSet"] * stateful,
             *ingress,
@@ -162,6 +162,7 @@ def test_operators_file_comes_from_its_secret_when_named() -> None:
     pod, env = _gate(_render(PRODUCTION))
     assert env["GATEKEEPER_OPERATORS_FILE"] == "/etc/gatekeeper-operators/operators.yaml"
     assert env["GATEKEEPER_TRUSTED_PROXY_HEADER"] == "X-Forwarded-Email"
+    assert env["GATEKEEPER_TRUSTED_PROXY_IPS"] == "10.42.7.0/24"
     volume = next(v for v in pod["volumes"] if v["name"] == "operators")
     assert volume["secret"]["secretName"] == "gatekeeper-operators"
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "operators")
@@ -322,3 +323,47 @@ def test_kafka_security_topics_and_ingress_come_from_values() -> None:
     for manifest in manifests:
         if manifest["kind"] not in CUSTOM_KINDS:
             kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+
+
+def _policy(manifests: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    return next(
+        m["spec"]
+        for m in manifests
+        if m["kind"] == "NetworkPolicy"
+        and m["metadata"]["labels"]["app.kubernetes.io/component"] == service
+    )
+
+
+def test_network_policies_let_in_only_the_ingress_the_proxy_and_prometheus() -> None:
+    values = {
+        "networkPolicy": {
+            "from": {"proxy": [{"podSelector": {"matchLabels": {"app": "oauth2-proxy"}}}]}
+        }
+    }
+    manifests = _render(values)
+    for service, port in (("ingest", 8080), ("gate", 8081), ("publish", 8082)):
+        policy = _policy(manifests, service)
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == service
+        (rule,) = policy["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        names = [(peer.get("podSelector") or {}).get("matchLabels", {}) for peer in rule["from"]]
+        expected = [{"app.kubernetes.io/name": "ingress-nginx"}]
+        if service != "ingest":  # the CMS's door is not behind the person's proxy
+            expected.append({"app": "oauth2-proxy"})
+        expected.append({"app.kubernetes.io/name": "prometheus"})
+        assert names == expected
+        egress_ports = [sorted(p["port"] for p in rule["ports"]) for rule in policy["egress"]]
+        assert egress_ports[:2] == [[53, 53], [9092, 9093]]
+        assert len(egress_ports) == (3 if service == "publish" else 2)
+
+
+def test_network_policies_are_on_by_default_and_can_be_left_out() -> None:
+    assert [m for m in _render(None) if m["kind"] == "NetworkPolicy"]
+    off = _render({"networkPolicy": {"enabled": False}})
+    assert not [m for m in off if m["kind"] == "NetworkPolicy"]
+
+
+def test_a_proxy_header_without_the_proxy_s_addresses_does_not_render() -> None:
+    with pytest.raises(Exception, match="trustedProxyIPs"):
+        _render({"operators": {"trustedProxyHeader": "X-Forwarded-Email"}})

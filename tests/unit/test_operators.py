@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -59,14 +60,41 @@ def test_the_shared_token_is_a_publisher_for_every_tenant_named_operator() -> No
     assert who.acts_for("ale")
 
 
+PROXY = "10.0.7.3"
+
+
 def test_a_trusted_proxy_header_names_a_person_by_email(tmp_path: Path) -> None:
     path = _file(tmp_path, ANNA.format(digest=_digest("anna"), other=_digest("viktor")))
-    directory = load_operators(path, proxy_header="X-Forwarded-Email")
-    who = directory.by_proxy({"X-Forwarded-Email": "Anna.Andersson@lerum.se"})
+    directory = load_operators(
+        path, proxy_header="X-Forwarded-Email", proxy_networks=[ip_network("10.0.7.0/24")]
+    )
+    who = directory.by_proxy({"X-Forwarded-Email": "Anna.Andersson@lerum.se"}, PROXY)
     assert who is not None
     assert who.name == "Anna Andersson"
-    assert directory.by_proxy({"X-Forwarded-Email": "mallory@example.org"}) is None
-    assert load_operators(path).by_proxy({"X-Forwarded-Email": "anna.andersson@lerum.se"}) is None
+    assert directory.by_proxy({"X-Forwarded-Email": "mallory@example.org"}, PROXY) is None
+    unset = load_operators(path)
+    assert unset.by_proxy({"X-Forwarded-Email": "anna.andersson@lerum.se"}, PROXY) is None
+
+
+@pytest.mark.parametrize("peer", ["10.0.8.1", "127.0.0.1", "::1", "", None, "not-an-address"])
+def test_the_header_from_anywhere_but_the_proxy_is_not_believed(
+    tmp_path: Path, peer: str | None
+) -> None:
+    # Any pod that reaches the gate could otherwise send a publisher's e-mail.
+    path = _file(tmp_path, ANNA.format(digest=_digest("anna"), other=_digest("viktor")))
+    directory = load_operators(
+        path, proxy_header="X-Forwarded-Email", proxy_networks=[ip_network("10.0.7.0/24")]
+    )
+    assert directory.by_proxy({"X-Forwarded-Email": "anna.andersson@lerum.se"}, peer) is None
+
+
+def test_a_proxy_reached_over_ipv4_mapped_ipv6_is_believed(tmp_path: Path) -> None:
+    path = _file(tmp_path, ANNA.format(digest=_digest("anna"), other=_digest("viktor")))
+    directory = load_operators(
+        path, proxy_header="X-Forwarded-Email", proxy_networks=[ip_network("10.0.7.3")]
+    )
+    who = directory.by_proxy({"X-Forwarded-Email": "anna.andersson@lerum.se"}, "::ffff:10.0.7.3")
+    assert who is not None
 
 
 @pytest.mark.parametrize(
