@@ -49,7 +49,13 @@ import yaml
 
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH
-from tests.conftest import LERUM_SECRET, OPERATOR_AUTH, content_event, internal_notice
+from tests.conftest import (
+    LERUM_OUTBOUND,
+    OPERATOR_AUTH,
+    content_event,
+    internal_notice,
+    with_outbound_secrets,
+)
 from tests.e2e.receivers import WebhookReceiver
 from tests.harness import PROFILES, Pipeline, TopicReader, post_event
 
@@ -93,7 +99,7 @@ def _config(workdir: Path, slow: WebhookReceiver, flaky: WebhookReceiver) -> Pat
         )
     lerum["policy"]["content_checks"] = []  # this is about faults, not texts
     path = workdir / "gatekeeper.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    path.write_text(yaml.safe_dump(with_outbound_secrets(raw), allow_unicode=True))
     return path
 
 
@@ -267,8 +273,8 @@ def _round(
 ) -> Round:
     result = Round(number)
     workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-faults-{number}-"))
-    slow = WebhookReceiver(LERUM_SECRET, default="slow").start()
-    flaky = WebhookReceiver(LERUM_SECRET, script=["500"] * (items // 3)).start()
+    slow = WebhookReceiver(LERUM_OUTBOUND, default="slow").start()
+    flaky = WebhookReceiver(LERUM_OUTBOUND, script=["500"] * (items // 3)).start()
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
             pipeline = Pipeline(broker.bootstrap, workdir, profile=mode)

@@ -48,6 +48,11 @@ PRESS_CHANNEL = "press"
 ITEM_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ITEM_ID_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+#: One e-mail address: no list, no name part, no line break (it goes into mail headers).
+EmailAddress = Annotated[
+    str,
+    StringConstraints(max_length=254, pattern=r"^[^@\s,;<>()\[\]:\\\"]+@[^@\s,;<>()\[\]:\\\"]+$"),
+]
 Action = Literal["publish", "retract"]
 Audience = Literal["internal", "external"]
 
@@ -56,7 +61,7 @@ class Contact(Immutable):
     """A person the public or the press can reach (talesperson)."""
 
     name: NonEmpty
-    email: str | None = None
+    email: EmailAddress | None = None
     phone: str | None = None
 
 

@@ -11,6 +11,9 @@ import pytest
 
 LERUM_SECRET = "whsec_" + base64.b64encode(b"lerum-test-secret-0123456789abcd").decode()
 ALE_SECRET = "whsec_" + base64.b64encode(b"ale-test-secret-0123456789abcdef").decode()
+#: What gatekeeper signs its outbound webhooks with: never the CMS's secret.
+LERUM_OUTBOUND = "whsec_" + base64.b64encode(b"lerum-outbound-secret-0123456789").decode()
+ALE_OUTBOUND = "whsec_" + base64.b64encode(b"ale-outbound-secret-0123456789ab").decode()
 OPERATOR_TOKEN = "test-operator-token"
 #: People in the operators file the end-to-end pipeline runs with: token by name.
 OPERATOR_TOKENS = {
@@ -33,7 +36,17 @@ SECRETS_ENV = {
     "GATEKEEPER_SECRET_LERUM": LERUM_SECRET,
     "GATEKEEPER_SECRET_ALE": ALE_SECRET,
     "GATEKEEPER_OPERATOR_TOKEN": OPERATOR_TOKEN,
+    "GATEKEEPER_OUTBOUND_LERUM": LERUM_OUTBOUND,
+    "GATEKEEPER_OUTBOUND_ALE": ALE_OUTBOUND,
 }
+
+
+def with_outbound_secrets(raw: dict[str, Any]) -> dict[str, Any]:
+    """A deployment file's tenants given the outbound secrets their webhooks sign with."""
+    for name in ("lerum", "ale"):
+        if name in raw["tenants"]:
+            raw["tenants"][name]["outbound_secret_env"] = f"GATEKEEPER_OUTBOUND_{name.upper()}"
+    return raw
 
 
 def content_event(**overrides: Any) -> dict[str, Any]:

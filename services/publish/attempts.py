@@ -111,7 +111,7 @@ class Attempts:
         except DeliveryFailed as exc:
             now = self._clock()
             policy = transport.retries
-            ended = policy.ends(exc.status)
+            ended = exc.final or policy.ends(exc.status)
             retry_at = (
                 None
                 if ended

@@ -17,16 +17,23 @@ __all__ = ["DeliveryFailed", "Transport", "Transports"]
 class DeliveryFailed(Exception):
     """A receiver did not take the delivery; the message says why.
 
-    *status* is the receiver's HTTP status (None: no answer at all), and
-    *retry_after* the seconds its ``Retry-After`` asked for.
+    *status* is the receiver's HTTP status (None: no answer at all),
+    *retry_after* the seconds its ``Retry-After`` asked for, and *final* why no
+    other try could go better (a message that cannot be built), if so.
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        final: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.final = final
 
 
 class Transport(Protocol):

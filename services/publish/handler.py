@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from email.utils import getaddresses
 
 from pydantic import ValidationError
 
@@ -34,6 +35,11 @@ from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 
 __all__ = ["PublishHandler"]
+
+
+def _one_address(text: str) -> bool:
+    found = getaddresses([text])
+    return len(found) == 1 and found[0] == ("", text) and "@" in text
 
 
 def _item_key(record: Delivery) -> bytes:
@@ -97,8 +103,10 @@ class PublishHandler:
             self._telemetry.unknown_tenant(notification.tenant, notification.item_id)
             return
         recipients = list(tenant.notifications.desk)
-        if notification.contact_email and notification.contact_email not in recipients:
-            recipients.insert(0, notification.contact_email)
+        contact = notification.contact_email
+        # one address or none: "a@x, b@y" in an event must not add a recipient
+        if contact and _one_address(contact) and contact not in recipients:
+            recipients.insert(0, contact)
         sender = tenant.sender
         order = notifications.order_for(
             notification,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import ssl
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
@@ -68,29 +69,39 @@ class WebhookChannel:
             ),
         }
         url = self._config.url
+        where = origin(url)  # a token in the path or query stays out of logs and dead letters
         try:
             async with self._session.post(
                 url,
                 data=payload,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
+                allow_redirects=False,  # a 3xx is a failed attempt: the address is configured
             ) as response:
                 if not 200 <= response.status < 300:
                     raise DeliveryFailed(
-                        f"HTTP {response.status} from {url}",
+                        f"HTTP {response.status} from {where}",
                         status=response.status,
                         retry_after=retry_after_seconds(
                             response.headers.get("Retry-After"), self._clock()
                         ),
                     )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryFailed(f"{type(exc).__name__} from {url}") from exc
+            raise DeliveryFailed(f"{type(exc).__name__} from {where}") from exc
         return payload
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def origin(url: str) -> str:
+    """Scheme, host and port of *url*: what may be shown of an address that can carry
+    a token in its path, query or user part."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"
 
 
 class SmtpChannel:
@@ -129,7 +140,13 @@ class SmtpChannel:
         return message
 
     async def deliver(self, record: Delivery, payload: bytes) -> bytes:
-        message = self._message(record)
+        try:
+            message = self._message(record)
+        except ValueError as exc:
+            # the same order makes the same message: another try cannot do better
+            raise DeliveryFailed(
+                f"the e-mail cannot be built: {exc}", final="no other try can build it"
+            ) from exc
         server = self._server
         context = None
         if server.tls != "none":

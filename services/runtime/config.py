@@ -12,8 +12,10 @@ import binascii
 import os
 from collections.abc import Mapping
 from datetime import timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -197,6 +199,7 @@ class Retries(_Model):
 
 class WebhookTransport(_Model):
     kind: Literal["webhook"]
+    #: https, or http to a loopback address (a receiver on the same host)
     url: str = Field(pattern=r"^https?://")
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: Retries = Retries()
@@ -206,6 +209,28 @@ class WebhookTransport(_Model):
     #: the one it replaces while a receiver rotates: both sign every request.
     secret_env: EnvName | None = None
     previous_secret_env: EnvName | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("has no host")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError(
+                "must be https:// (plain http only to a loopback address): a notice and its "
+                "signature would cross the network in the clear"
+            )
+        return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SmtpServer(_Model):
@@ -325,7 +350,8 @@ class Deployment(_Model):
         return self.outbound_secrets[tenant]
 
     def signing_secrets(self, tenant: str, channel: str) -> tuple[str, ...]:
-        """The secrets that sign a webhook channel's requests: its own, else the tenant's."""
+        """The secrets that sign a webhook channel's requests: its own, else the tenant's
+        outbound one (never the CMS's: :func:`load_deployment` refuses that)."""
         return self.channel_secrets.get(f"{tenant}/{channel}") or (self.outbound_secret(tenant),)
 
     def smtp_login(self, tenant: str, name: str) -> tuple[str, str] | None:
@@ -392,9 +418,16 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
                 problems_found.append(f"{where}: environment variable {var} {problem}")
                 continue
             sink[tenant_name] = value
-        if not tenant.outbound_secret_env and tenant_name in secrets:
-            outbound[tenant_name] = secrets[tenant_name]
+        inbound = secrets.get(tenant_name)
+        if inbound is not None and outbound.get(tenant_name) == inbound:
+            problems_found.append(
+                f"tenants.{tenant_name}.outbound_secret_env: {tenant.outbound_secret_env} holds "
+                f"the same secret as {tenant.secret_env}; a receiver of our webhooks could "
+                "then sign events as the CMS: give outbound webhooks a secret of their own"
+            )
+            outbound.pop(tenant_name)
         _channel_credentials(tenant_name, tenant, env, channel_secrets, logins, problems_found)
+        _signing_problems(tenant_name, tenant, inbound, outbound, channel_secrets, problems_found)
     if problems_found:
         raise ConfigError(f"{path}: {'; '.join(problems_found)}")
     return deployment.model_copy(
@@ -405,6 +438,33 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
             "smtp_logins": logins,
         }
     )
+
+
+def _signing_problems(
+    tenant_name: str,
+    tenant: Tenant,
+    inbound: str | None,
+    outbound: Mapping[str, str],
+    channel_secrets: Mapping[str, tuple[str, ...]],
+    problems: list[str],
+) -> None:
+    """Every webhook channel signs with its own secret or the tenant's outbound one,
+    never with the secret the CMS signs its events with."""
+    for index, channel in enumerate(tenant.channels):
+        if not isinstance(channel.transport, WebhookTransport):
+            continue
+        where = f"tenants.{tenant_name}.channels[{index}].transport"
+        own = channel_secrets.get(f"{tenant_name}/{channel.name}")
+        if own is None and tenant_name not in outbound and tenant.outbound_secret_env is None:
+            problems.append(
+                f"{where}: a webhook channel signs with its own secret_env or the tenant's "
+                "outbound_secret_env, and neither is set (the CMS's secret is never used)"
+            )
+        elif own is not None and inbound is not None and inbound in own:
+            problems.append(
+                f"{where}.secret_env: holds the same secret as {tenant.secret_env}; a receiver "
+                "of these webhooks could then sign events as the CMS"
+            )
 
 
 def _channel_credentials(

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
-from tests.conftest import LERUM_SECRET
+from tests.conftest import LERUM_OUTBOUND, with_outbound_secrets
 from tests.e2e.certs import make_ca, make_server_cert
 from tests.e2e.receivers import SmtpReceiver, WebhookReceiver
 from tests.e2e.test_publish import _order, _release
@@ -24,7 +24,7 @@ from tests.harness import Pipeline, Service, TopicReader, unique_item, wait_unti
 NEW_SECRET = "whsec_" + base64.b64encode(b"lerum-partner-secret-new-2026-11").decode()
 
 
-def _receiver(script: list[str], secret: str = LERUM_SECRET) -> Iterator[WebhookReceiver]:
+def _receiver(script: list[str], secret: str = LERUM_OUTBOUND) -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver(secret, script=script).start()
     yield receiver
     receiver.stop()
@@ -93,7 +93,7 @@ def publish_env(
             rotated.url,
             [0],
             secret_env="GATEKEEPER_PARTNER_SECRET",
-            previous_secret_env="GATEKEEPER_SECRET_LERUM",
+            previous_secret_env="GATEKEEPER_OUTBOUND_LERUM",
         ),
         {
             "name": "mail",
@@ -113,7 +113,7 @@ def publish_env(
     ]
     del config["tenants"]["ale"]
     path = tmp_path / "gatekeeper.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    path.write_text(yaml.safe_dump(with_outbound_secrets(config), allow_unicode=True))
     return {
         "GATEKEEPER_CONFIG": str(path),
         "GATEKEEPER_PARTNER_SECRET": NEW_SECRET,

@@ -22,21 +22,27 @@ from kafka import KafkaProducer
 
 from schemas import Contact, ReleaseOrder, Sender
 from services.runtime.config import DEFAULT_CONFIG_PATH
-from tests.conftest import LERUM_SECRET, OPERATOR_AUTH, OPERATOR_TOKEN, SECRETS_ENV
+from tests.conftest import (
+    LERUM_OUTBOUND,
+    OPERATOR_AUTH,
+    OPERATOR_TOKEN,
+    SECRETS_ENV,
+    with_outbound_secrets,
+)
 from tests.e2e.receivers import SmtpReceiver, WebhookReceiver
 from tests.harness import Pipeline, Service, TopicReader, unique_item, wait_until
 
 
 @pytest.fixture
 def partner() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(LERUM_SECRET).start()
+    receiver = WebhookReceiver(LERUM_OUTBOUND).start()
     yield receiver
     receiver.stop()
 
 
 @pytest.fixture
 def down() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(LERUM_SECRET, default="500").start()
+    receiver = WebhookReceiver(LERUM_OUTBOUND, default="500").start()
     yield receiver
     receiver.stop()
 
@@ -95,7 +101,7 @@ def publish(
     ]
     del config["tenants"]["ale"]
     path = tmp_path / "gatekeeper.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    path.write_text(yaml.safe_dump(with_outbound_secrets(config), allow_unicode=True))
     return own_pipeline.add(
         "publish",
         GATEKEEPER_CONFIG=str(path),

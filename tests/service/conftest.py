@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
-from tests.conftest import SECRETS_ENV
+from tests.conftest import SECRETS_ENV, with_outbound_secrets
 
 
 def sha256(token: str) -> str:
@@ -58,7 +58,7 @@ def webhook_deployment(tmp_path: Path) -> Callable[[str], Deployment]:
                     "retries": {"schedule": [0, 0.001]},
                 }
         path = tmp_path / "gatekeeper.yaml"
-        path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+        path.write_text(yaml.safe_dump(with_outbound_secrets(raw), allow_unicode=True))
         return load_deployment(path, SECRETS_ENV)
 
     return make

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from services.runtime.config import DEFAULT_CONFIG_PATH, ConfigError, load_deployment
-from tests.conftest import SECRETS_ENV
+from tests.conftest import LERUM_SECRET, SECRETS_ENV, with_outbound_secrets
 
 SHIPPED = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
 
@@ -151,7 +152,64 @@ def test_smtp_and_webhook_transports_load(tmp_path: Path) -> None:
             "transport": {"kind": "webhook", "url": "https://partner.example/hook"},
         },
     ]
-    deployment = load_deployment(_write(tmp_path, data), SECRETS_ENV)
+    deployment = load_deployment(_write(tmp_path, with_outbound_secrets(data)), SECRETS_ENV)
     mail = deployment.tenants["ale"].channel("mail")
     assert mail is not None
     assert mail.transport.from_ == "noreply@ale.se"  # type: ignore[union-attr]
+
+
+def _partner(data: dict[str, Any], **transport: Any) -> dict[str, Any]:
+    data["tenants"]["lerum"]["channels"].append(
+        {
+            "name": "partner",
+            "audience": "external",
+            "transport": {"kind": "webhook", "url": "https://partner.example/hook", **transport},
+        }
+    )
+    return data
+
+
+def test_a_webhook_never_signs_with_the_cms_s_secret(tmp_path: Path) -> None:
+    # A receiver that verifies our signature could otherwise sign events as the CMS.
+    data = _partner(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+    with pytest.raises(ConfigError, match=r"tenants.lerum.channels\[4\].transport: a webhook"):
+        load_deployment(_write(tmp_path, data), SECRETS_ENV)
+    same = {**SECRETS_ENV, "GATEKEEPER_OUTBOUND_LERUM": LERUM_SECRET}
+    with pytest.raises(ConfigError, match=r"tenants.lerum.outbound_secret_env: .* same secret"):
+        load_deployment(_write(tmp_path, with_outbound_secrets(data)), same)
+    own = _partner(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()), secret_env="PARTNER_KEY")
+    with pytest.raises(ConfigError, match=r"channels\[4\].transport.secret_env: .* same secret"):
+        load_deployment(_write(tmp_path, own), {**SECRETS_ENV, "PARTNER_KEY": LERUM_SECRET})
+
+
+def test_a_webhook_signs_with_its_own_secret_else_the_tenant_s_outbound_one(
+    tmp_path: Path,
+) -> None:
+    data = with_outbound_secrets(_partner(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())))
+    deployment = load_deployment(_write(tmp_path, data), SECRETS_ENV)
+    assert deployment.signing_secrets("lerum", "partner") == (
+        SECRETS_ENV["GATEKEEPER_OUTBOUND_LERUM"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://partner.example/hook", True),
+        ("http://10.0.0.5/hook", True),
+        ("https://partner.example/hook", False),
+        ("http://127.0.0.1:9000/hook", False),
+        ("http://localhost/hook", False),
+        ("http://[::1]:9000/hook", False),
+    ],
+)
+def test_webhooks_go_over_https_except_to_this_host(
+    tmp_path: Path, url: str, refused: bool
+) -> None:
+    data = with_outbound_secrets(_partner(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())))
+    data["tenants"]["lerum"]["channels"][-1]["transport"]["url"] = url
+    if refused:
+        with pytest.raises(ConfigError, match=r"channels\[4\].transport.url: .*must be https://"):
+            load_deployment(_write(tmp_path, data), SECRETS_ENV)
+    else:
+        load_deployment(_write(tmp_path, data), SECRETS_ENV)

@@ -112,3 +112,14 @@ def test_content_event_schema_names_every_contract_field() -> None:
         "crisis",
         "language",
     }
+
+
+@pytest.mark.parametrize(
+    "email", ["a@lerum.se, b@example.org", "a@lerum.se\nBcc: b@example.org", "Anna <a@lerum.se>"]
+)
+def test_a_contact_is_one_e_mail_address(email: str) -> None:
+    # The contact is mailed when the item is held: a list would add recipients.
+    with pytest.raises(ValidationError) as refused:
+        ContentEvent.model_validate(content_event(contact={"name": "Anna", "email": email}))
+    assert [e["loc"] for e in refused.value.errors()] == [("contact", "email")]
+    ContentEvent.model_validate(content_event(contact={"name": "Anna", "email": "a@lerum.se"}))
