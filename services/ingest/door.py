@@ -31,6 +31,11 @@ from services.runtime.web import problem
 __all__ = ["EventDoor"]
 
 
+#: The longest ``webhook-id`` remembered (CONTRACT 2): an id is a key kept in a
+#: table, and an unbounded one is a way to fill it.
+MAX_WEBHOOK_ID = 256
+
+
 @dataclass(frozen=True)
 class _Signed:
     """A request that passed the early checks: its body and idempotency key."""
@@ -136,6 +141,17 @@ class EventDoor:
                 f"Content-Type must be application/json, not {request.content_type!r}.",
                 slug="unsupported-media-type",
                 instance=path,
+            )
+        given_id = request.headers.get("webhook-id", "")
+        if len(given_id) > MAX_WEBHOOK_ID:
+            return problem(
+                400,
+                "webhook-id too long",
+                f"The webhook-id header has {len(given_id)} characters; at most "
+                f"{MAX_WEBHOOK_ID} are accepted. Nothing was kept of this request.",
+                slug="webhook-id-too-long",
+                instance=path,
+                extra={"errors": [{"field": "webhook-id", "problem": "too long"}]},
             )
         try:
             webhook_id = signatures.verify(verifier, body, request.headers)

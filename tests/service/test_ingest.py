@@ -163,3 +163,27 @@ async def test_a_record_seen_before_is_accepted_once(
     assert len(outbox.on(topics.ACCEPTED)) == 1
     [decision] = [json.loads(r.value or b"") for r in outbox.on(topics.DECISIONS)]
     assert decision["kind"] == "accepted"
+
+
+async def test_a_webhook_id_over_256_characters_is_refused_and_not_remembered(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    outbox = MemoryOutbox()
+    door = _door(deployment, outbox, clock)
+    app = web.Application()
+    door.add_routes(app)
+    body = json.dumps(content_event(item_id="long-id")).encode()
+    async with TestClient(TestServer(app)) as client:
+        long = await client.post(
+            "/v1/tenants/lerum/events", data=body, headers=sign("lerum", body, "m" * 257)
+        )
+        problem = await long.json()
+        longest = await client.post(
+            "/v1/tenants/lerum/events", data=body, headers=sign("lerum", body, "m" * 256)
+        )
+    assert long.status == 400
+    assert long.headers["content-type"].startswith("application/problem+json")
+    assert problem["errors"] == [{"field": "webhook-id", "problem": "too long"}]
+    assert longest.status == 202
+    # ids are remembered from what goes on to cms.events: only the shorter one did
+    assert [dict(r.headers)["webhook-id"] for r in outbox.sent] == [b"m" * 256]
