@@ -44,7 +44,7 @@ from services.runtime.streams import (
     is_ready,
     make_app,
 )
-from services.runtime.web import WebService, base_app
+from services.runtime.web import LoginGuard, WebService, base_app
 
 __all__ = ["Gate", "build"]
 
@@ -108,8 +108,8 @@ def build(
     async def tick_due() -> None:
         await handler.tick_due()
 
-    web_app = base_app(registry, handler.ready)
     operators = operators or operators_from(settings)
+    web_app = base_app(registry, handler.ready, guard=LoginGuard(operators))
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)
     Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)

@@ -26,7 +26,7 @@ from services.gate.handler import GateHandler
 from services.gate.machine import Held, ItemState, sender_for
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import Session, Sessions
-from services.runtime.keys import ItemKey
+from services.runtime.keys import ItemKey, from_segment, path_segment
 from services.runtime.operators import OperatorDirectory
 from services.runtime.ports import Clock
 
@@ -52,6 +52,7 @@ _ENV = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+_ENV.filters["segment"] = lambda value: path_segment(str(value))
 
 
 def _when(at: datetime) -> str:
@@ -66,6 +67,11 @@ def _age(since: datetime, now: datetime) -> str:
     parts += [f"{hours} h"] if hours else []
     parts += [f"{minutes} min"] if minutes or not parts else []
     return " ".join(parts)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two form values, whatever characters they hold."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _secure(request: web.Request) -> bool:
@@ -161,7 +167,7 @@ class Console:
         form = await request.post()
         expected = request.cookies.get(LOGIN_COOKIE)
         given = form.get("csrf")
-        if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        if not expected or not isinstance(given, str) or not _same(given, expected):
             return await self.login_form(request, "Formuläret har gått ut. Försök igen.")
         token = form.get("token")
         who = self._operators.by_token(token) if isinstance(token, str) and token else None
@@ -174,11 +180,9 @@ class Console:
         raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        session = self._session(request)
-        form = await request.post()
-        csrf = form.get("csrf")
-        if session is not None and session.form_ok(csrf if isinstance(csrf, str) else None):
-            self._sessions.end(request.cookies.get(COOKIE))
+        # Always ends the session, even from a page older than the form's token: a
+        # person who asks to be logged out is (a forged logout costs only a login).
+        self._sessions.end(request.cookies.get(COOKIE))
         response = web.HTTPSeeOther("/console/login")
         response.del_cookie(COOKIE, path="/console")
         raise response
@@ -276,7 +280,7 @@ class Console:
         )
 
     def _key(self, request: web.Request, session: Session) -> ItemKey:
-        key = ItemKey(request.match_info["tenant"], request.match_info["item_id"])
+        key = ItemKey(request.match_info["tenant"], from_segment(request.match_info["item_id"]))
         if key.tenant not in self._tenants or not session.identity.acts_for(key.tenant):
             raise web.HTTPNotFound(text="Hittades inte.")
         return key

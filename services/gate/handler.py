@@ -43,7 +43,7 @@ from services.gate.telemetry import GateTelemetry
 from services.runtime import topics
 from services.runtime.audit import acceptance
 from services.runtime.identity_numbers import mask_identity_numbers
-from services.runtime.keys import ItemKey
+from services.runtime.keys import ItemKey, path_segment
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 
 __all__ = ["GateHandler"]
@@ -279,7 +279,10 @@ class GateHandler:
             held_since=held.held_since,
             publish_at=event.publish_at,
             contact_email=event.contact.email if event.contact else None,
-            console_url=f"{self._console_url}/items/{state.tenant}/{state.item_id}",
+            console_url=(
+                f"{self._console_url}/items/{path_segment(state.tenant)}/"
+                f"{path_segment(state.item_id)}"
+            ),
             decided_at=now,
         )
 

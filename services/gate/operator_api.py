@@ -17,7 +17,7 @@ from aiohttp import web
 from services.gate import wording
 from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
-from services.runtime.keys import ItemKey
+from services.runtime.keys import ItemKey, from_segment
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
@@ -125,7 +125,7 @@ class OperatorApi:
         who = identify(request, self._operators)
         if who is None:
             return unauthorized(request)
-        key = ItemKey(request.match_info["tenant"], request.match_info["item_id"])
+        key = ItemKey(request.match_info["tenant"], from_segment(request.match_info["item_id"]))
         if key.tenant not in self._tenants or not who.acts_for(key.tenant):
             return _not_found(request, key.tenant, key.item_id)
         if not who.may_act:

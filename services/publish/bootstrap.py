@@ -45,7 +45,7 @@ from services.runtime.streams import (
     is_ready,
     make_app,
 )
-from services.runtime.web import WebService, base_app
+from services.runtime.web import LoginGuard, WebService, base_app
 
 __all__ = ["Publish", "build"]
 
@@ -111,8 +111,8 @@ def build(
     async def resume_pending() -> None:
         await handler.resume_pending()
 
-    web_app = base_app(registry, lambda: is_ready(app))
     operators = operators or operators_from(settings)
+    web_app = base_app(registry, lambda: is_ready(app), guard=LoginGuard(operators))
     OperatorApi(handler, operators).add_routes(web_app)
 
     async def close_transports(_: web.Application) -> None:

@@ -128,13 +128,27 @@ class OperatorDirectory:
         return self._by_email.get(email) if email else None
 
     def _trusted(self, peer: str | None) -> bool:
-        try:
-            address = ip_address((peer or "").split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._proxy_networks)
+        return _within(peer, self._proxy_networks)
+
+    def client_address(self, peer: str | None, forwarded_for: str | None) -> str:
+        """The address a request came from: the peer, or, when the peer is the trusted
+        proxy, the nearest address in ``X-Forwarded-For`` that is not the proxy's."""
+        if not self._trusted(peer) or not forwarded_for:
+            return peer or "unknown"
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if not self._trusted(hop):
+                return hop
+        return peer or "unknown"
+
+
+def _within(peer: str | None, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        address = ip_address((peer or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def load_operators(

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import mode
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.runtime.operators import Identity, OperatorDirectory
+from services.runtime.throttle import Throttle
 
 __all__ = [
+    "LoginGuard",
     "WebService",
     "base_app",
     "forbidden",
@@ -107,11 +111,95 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         )
 
 
+#: Where people and scripts log in: the operator APIs and the console.
+_GUARDED = ("/v1/held", "/v1/dead-letters", "/console")
+#: HTTPS only, for a year, once a browser has seen the console over HTTPS.
+_HSTS = "max-age=31536000; includeSubDomains"
+
+
+class LoginGuard:
+    """Failed logins logged and counted per address; too many, and that address waits.
+
+    A 401 on an operator path is a failed login (the console's key form answers 401
+    too): it is logged as ``auth.failed`` with the path and the address, never the
+    token, and counted. An address over the limit gets 429 with ``Retry-After`` on
+    every operator path until the oldest failure leaves the window. Behind the
+    trusted proxy the address is the client's, from ``X-Forwarded-For``. Every
+    answer over HTTPS carries HSTS.
+    """
+
+    def __init__(
+        self,
+        operators: OperatorDirectory,
+        throttle: Throttle | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._operators = operators
+        self._throttle = throttle or Throttle()
+        self._clock = clock
+        self._log = structlog.get_logger("gatekeeper")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        guarded = request.path.startswith(_GUARDED)
+        address = self._operators.client_address(
+            request.remote, request.headers.get("X-Forwarded-For")
+        )
+        if guarded:
+            wait = self._throttle.wait(f"address:{address}", self._clock())
+            if wait is not None:
+                self._log.warning("auth.throttled", path=request.path, address=address)
+                return _secured(request, _too_many(request, wait))
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _secured(request, exc)
+            raise
+        if guarded and response.status == 401:
+            self._throttle.failed(f"address:{address}", self._clock())
+            self._log.warning(
+                "auth.failed", path=request.path, method=request.method, address=address
+            )
+        return _secured(request, response)
+
+
+def _secured(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    if request.secure or request.headers.get("X-Forwarded-Proto", "") == "https":
+        response.headers["Strict-Transport-Security"] = _HSTS
+    return response
+
+
+def _too_many(request: web.Request, wait: float) -> web.Response:
+    seconds = int(wait + 0.999)
+    if request.path.startswith("/console"):
+        response = web.Response(
+            text=f"För många misslyckade inloggningar. Försök igen om {seconds} sekunder.",
+            status=429,
+            content_type="text/plain",
+        )
+    else:
+        response = problem(
+            429,
+            "Too many failed logins",
+            f"Too many failed logins from this address; try again in {seconds} s.",
+            slug="too-many-requests",
+            instance=request.path,
+        )
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def base_app(
-    registry: CollectorRegistry, ready: Callable[[], bool], *, client_max_size: int = 1024**2
+    registry: CollectorRegistry,
+    ready: Callable[[], bool],
+    *,
+    client_max_size: int = 1024**2,
+    guard: LoginGuard | None = None,
 ) -> web.Application:
-    """An aiohttp app with the three operational endpoints already routed."""
-    app = web.Application(client_max_size=client_max_size, middlewares=[problems])
+    """An aiohttp app with the three operational endpoints already routed; with
+    *guard*, its operator paths guarded against guessing."""
+    middlewares: list[Any] = [guard.middleware] if guard is not None else []
+    app = web.Application(client_max_size=client_max_size, middlewares=[*middlewares, problems])
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
