@@ -252,8 +252,9 @@ class Decision(Immutable):
     held_since: AwareDatetime | None = None
     publish_at: AwareDatetime | None = None
     operator_reason: str | None = None
-    #: The person who decided, for decisions an operator made.
+    #: The person who decided, for decisions an operator made, and their e-mail.
     operator: str | None = None
+    operator_email: str | None = None
     #: The content rules the version breaks, blocking or warning, with how to fix them.
     findings: list[ContentFinding] = Field(default_factory=list)
 
@@ -303,6 +304,8 @@ class ManualRelease(Immutable):
     at: AwareDatetime
     request_id: NonEmpty
     operator: NonEmpty = "operator"
+    #: the person's e-mail, when they have one (the shared token has none)
+    operator_email: str | None = None
 
 
 class ManualReject(Immutable):
@@ -315,6 +318,7 @@ class ManualReject(Immutable):
     at: AwareDatetime
     request_id: NonEmpty
     operator: NonEmpty
+    operator_email: str | None = None
 
 
 class Recorded(Immutable):

@@ -116,9 +116,13 @@ class GateHandler:
 
     # -- inputs -----------------------------------------------------------------------
 
-    def _input(self, topic: str, value: bytes) -> tuple[Input | None, tuple[Decision, ...]]:
+    def _input(self, record: InboundRecord) -> tuple[Input | None, tuple[Decision, ...]]:
         """The input to decide (None if there is nothing to decide) and the decisions
         made before the gate that it brings for the item's history."""
+        topic, value = record.topic, record.value or b""
+        kind, marker = topics.RECORDED_HEADER
+        if topic == topics.ACCEPTED and record.header(kind) == marker.decode():
+            return None, (Recorded.model_validate_json(value).decision,)
         if topic == topics.ACCEPTED:
             accepted = AcceptedEvent.model_validate_json(value)
             found = content.check(accepted.event, self._rules.get(accepted.tenant, ()))
@@ -203,7 +207,7 @@ class GateHandler:
             self._telemetry.unkeyed_input(record)
             return None
         try:
-            inp, noted = self._input(record.topic, record.value)
+            inp, noted = self._input(record)
         except ValidationError as exc:
             self._telemetry.undecodable_input(record, exc.error_count())
             return None
@@ -356,16 +360,20 @@ class GateHandler:
     def history(self, key: ItemKey) -> History:
         return self._history.get(key.encode()) or History()
 
-    async def request_release(self, key: ItemKey, reason: str, operator: str) -> str | None:
+    async def request_release(
+        self, key: ItemKey, reason: str, operator: str, email: str | None = None
+    ) -> str | None:
         """Ask for a manual release of what *key* holds; its request id, None if nothing is."""
-        return await self._request(key, reason, operator, release=True)
+        return await self._request(key, reason, operator, email, release=True)
 
-    async def request_reject(self, key: ItemKey, reason: str, operator: str) -> str | None:
+    async def request_reject(
+        self, key: ItemKey, reason: str, operator: str, email: str | None = None
+    ) -> str | None:
         """Ask that what *key* holds is not published; its request id, None if nothing is."""
-        return await self._request(key, reason, operator, release=False)
+        return await self._request(key, reason, operator, email, release=False)
 
     async def _request(
-        self, key: ItemKey, reason: str, operator: str, *, release: bool
+        self, key: ItemKey, reason: str, operator: str, email: str | None, *, release: bool
     ) -> str | None:
         state = self.state(key)
         if key.tenant not in self._policies or state is None or not state.is_held():
@@ -378,6 +386,7 @@ class GateHandler:
             "at": self._clock(),
             "request_id": request_id,
             "operator": operator,
+            "operator_email": email,
         }
         command = ManualRelease(**fields) if release else ManualReject(**fields)
         await self._outbox.send_all(

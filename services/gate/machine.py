@@ -172,6 +172,7 @@ def _decision(
     crisis: bool = False,
     operator_reason: str | None = None,
     operator: str | None = None,
+    operator_email: str | None = None,
 ) -> Decision:
     return Decision(
         decision_id=_id(trigger, kind, audience, version),
@@ -192,6 +193,7 @@ def _decision(
         publish_at=held.event.publish_at if held else None,
         operator_reason=operator_reason,
         operator=operator,
+        operator_email=operator_email,
     )
 
 
@@ -317,6 +319,7 @@ def _release(
     reason: str,
     operator_reason: str | None = None,
     operator: str | None = None,
+    operator_email: str | None = None,
 ) -> ItemState:
     event = held.event
     decision = _decision(
@@ -334,6 +337,7 @@ def _release(
         crisis=event.crisis,
         operator_reason=operator_reason,
         operator=operator,
+        operator_email=operator_email,
     )
     out.decisions.append(decision)
     out.releases.append(_order(decision, event, event.channels, policy, now, audience))
@@ -608,6 +612,7 @@ def _on_manual_release(
             reason=f"released by an operator while {', '.join(held.reasons)}",
             operator_reason=inp.reason,
             operator=inp.operator,
+            operator_email=inp.operator_email,
         )
     return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
@@ -635,6 +640,7 @@ def _on_manual_reject(
                 held=held,
                 operator_reason=inp.reason,
                 operator=inp.operator,
+                operator_email=inp.operator_email,
             )
         )
         state = state.model_copy(

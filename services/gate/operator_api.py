@@ -152,9 +152,9 @@ class OperatorApi:
         nothing is held. The status is "released"/"rejected" once the gate decided it,
         "requested" while it has not yet."""
         if release:
-            request_id = await self._handler.request_release(key, reason, who.name)
+            request_id = await self._handler.request_release(key, reason, who.name, who.email)
         else:
-            request_id = await self._handler.request_reject(key, reason, who.name)
+            request_id = await self._handler.request_reject(key, reason, who.name, who.email)
         if request_id is None:
             return "not_held", None
         done = "released" if release else "rejected"

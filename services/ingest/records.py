@@ -59,8 +59,17 @@ async def audit_rejection(
     key = ItemKey(decision.tenant, decision.item_id).encode()
     records = [OutboundRecord(topics.DECISIONS, key, decision.model_dump_json().encode())]
     if known_tenant and decision.item_id != "unknown":
+        # On cms.accepted, in the item's order: ingest writes nothing to gate.commands,
+        # which only the gate's own principal may write (see topics.RECORDED_HEADER).
         note = Recorded(tenant=decision.tenant, item_id=decision.item_id, decision=decision)
-        records.append(OutboundRecord(topics.GATE_COMMANDS, key, note.model_dump_json().encode()))
+        records.append(
+            OutboundRecord(
+                topics.ACCEPTED,
+                key,
+                note.model_dump_json().encode(),
+                headers=(topics.RECORDED_HEADER,),
+            )
+        )
     await outbox.send_all(records)
     telemetry.rejected(decision)
 

@@ -24,6 +24,7 @@ __all__ = [
     "PUBLISH_DLQ",
     "PUBLISH_OUTCOMES",
     "RECEIPTS",
+    "RECORDED_HEADER",
     "RELEASES",
     "TopicRetention",
     "ensure_topics",
@@ -34,7 +35,10 @@ __all__ = [
 CMS_EVENTS = "cms.events"  # ContentEvent v1 from the CMS, raw; key {tenant}:{item_id}
 CMS_EVENTS_DLQ = "cms.events.dlq"  # what ingest refused: original bytes, reason in headers
 ACCEPTED = "cms.accepted"  # AcceptedEvent: validated, deduplicated, for the gate
-GATE_COMMANDS = "gate.commands"  # Tick and ManualRelease, for the gate's own timeline
+GATE_COMMANDS = "gate.commands"  # ticks, manual releases and rejections: the gate's own
+#: On ``cms.accepted``, marks a Recorded (a version ingest refused, for the item's
+#: history) among the AcceptedEvents.
+RECORDED_HEADER = ("gatekeeper-kind", b"recorded")
 DECISIONS = "gate.decisions"  # Decision: the audit trail
 NOTIFICATIONS = "gate.notifications"  # Notification: e-mails about held items, for publish
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver

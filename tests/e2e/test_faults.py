@@ -1,6 +1,8 @@
-"""Two fault rounds of 100 items, as CI runs them: a random service SIGKILLed at a
-random moment, a slow and a failing receiver, and the promise checked from the topics
-and the receivers. ``python -m bench.faults --rounds 10 --items 1000`` is the large run."""
+"""Short fault rounds, as CI runs them: a service SIGKILLed at a random moment, a slow
+and a failing receiver, and the promise checked from the topics and the receivers;
+once as ``gatekeeper up`` runs the services, and on the deployed path as the chart
+runs them (without the embedded flag), on both of the gate's stores.
+``python -m bench.faults --rounds 10 --items 1000`` is the large run."""
 
 from __future__ import annotations
 
@@ -9,10 +11,19 @@ import pytest
 from bench import faults
 
 
-def test_two_fault_rounds_of_a_hundred_items_break_no_promise(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize(
+    ("rounds", "flags"),
+    [
+        (2, []),
+        (1, ["--mode", "separate"]),
+        (1, ["--mode", "separate", "--store", "rocksdb", "--kill", "gate"]),
+    ],
+    ids=["embedded", "separate", "separate-rocksdb-gate"],
+)
+def test_fault_rounds_of_a_hundred_items_break_no_promise(
+    capsys: pytest.CaptureFixture[str], rounds: int, flags: list[str]
 ) -> None:
-    code = faults.main(["--rounds", "2", "--items", "100"])
+    code = faults.main(["--rounds", str(rounds), "--items", "100", *flags])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "0 of 2 round(s) with violations" in printed
+    assert f"0 of {rounds} round(s) with violations" in printed

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook
 
-from schemas.events import AcceptedEvent
+from schemas.events import AcceptedEvent, Recorded
 from services.gate.handler import GateHandler
 from services.gate.operator_api import OperatorApi
 from services.ingest.door import EventDoor
@@ -180,7 +180,10 @@ def test_ingest_answers_anything_with_a_4xx_or_an_acceptance_and_lets_nothing_ma
                 _problem(status, content_type, answer)
             assert (await client.get("/readyz")).status == 200, "the service stays ready"
         for record in ingest.outbox.on(topics.ACCEPTED):
-            AcceptedEvent.model_validate_json(record.value or b"")  # only valid events pass
+            if topics.RECORDED_HEADER in record.headers:  # a refusal, for the history
+                Recorded.model_validate_json(record.value or b"")
+            else:
+                AcceptedEvent.model_validate_json(record.value or b"")  # only valid events pass
 
     asyncio.run(run())
 

@@ -25,7 +25,7 @@ RECOMMENDED = (
     "app.kubernetes.io/version",
     "app.kubernetes.io/managed-by",
 )
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "KafkaUser"}
 RES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
@@ -65,7 +65,7 @@ def test_every_manifest_validates(manifests: list[dict[str, Any]]) -> None:
             "ServiceMonitor",
             "PrometheusRule",
             "ServiceAccount",
-            *["Service", "PodDisruptionBudget", "NetworkPolicy"] * 3,
+            *["Service", "PodDisruptionBudget", "NetworkPolicy", "KafkaUser"] * 3,
             *["Deployment"] * (3 - stateful),
             *["StatefulSet"] * stateful,
             *ingress,
@@ -299,6 +299,7 @@ def test_kafka_security_topics_and_ingress_come_from_values() -> None:
             "sasl": {"mechanism": "SCRAM-SHA-512", "existingSecret": "kafka-user"},
             "tls": {"existingSecret": "kafka-cluster-ca", "caKey": "ca.crt"},
         },
+        "kafkaUsers": {"enabled": False},
         "topics": {"archiveRetentionMs": -1, "decisionsRetentionMs": 31536000000},
         "ingress": {"enabled": True, "host": "publicering.lerum.se", "className": "nginx"},
         "global": {"imageRegistry": "ignored"},
@@ -367,3 +368,79 @@ def test_network_policies_are_on_by_default_and_can_be_left_out() -> None:
 def test_a_proxy_header_without_the_proxy_s_addresses_does_not_render() -> None:
     with pytest.raises(Exception, match="trustedProxyIPs"):
         _render({"operators": {"trustedProxyHeader": "X-Forwarded-Email"}})
+
+
+STRIMZI = Path(__file__).parent / "strimzi"
+
+
+def _strimzi_errors(resources: list[dict[str, Any]]) -> list[list[str]]:
+    """Each resource's errors against Strimzi's schemas (npm, installed by scripts/test)."""
+    node = shutil.which("node")
+    assert node, "node is missing: scripts/test installs it with npm"
+    answer = subprocess.run(
+        [node, str(STRIMZI / "validate.mjs")],
+        input=json.dumps(resources),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=STRIMZI,
+    )
+    return list(json.loads(answer.stdout))
+
+
+def _users(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m
+        for m in manifests
+        if m["kind"] == "KafkaUser"
+    }
+
+
+def test_each_service_is_its_own_kafka_principal_valid_for_strimzi(
+    manifests: list[dict[str, Any]],
+) -> None:
+    users = _users(manifests)
+    assert sorted(users) == ["gate", "ingest", "publish"]
+    assert _strimzi_errors(list(users.values())) == [[], [], []]
+    broken = json.loads(json.dumps(users["gate"]))
+    broken["spec"]["authorization"]["acls"][0]["operations"] = ["Release"]
+    assert _strimzi_errors([broken]) != [[]], "the validator refuses what Strimzi would"
+    for name, user in users.items():
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "kafka"
+        deployment = next(
+            m
+            for m in manifests
+            if m["kind"] in ("Deployment", "StatefulSet")
+            and m["metadata"]["labels"]["app.kubernetes.io/component"] == name
+        )
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+        assert env["KAFKA_SASL_USERNAME"]["value"] == user["metadata"]["name"]
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": user["metadata"]["name"],
+            "key": "password",
+        }
+
+
+def test_only_the_gate_may_write_gate_commands_and_only_ingest_cms_accepted() -> None:
+    users = _users(_render(None))
+
+    def writers(topic: str) -> list[str]:
+        return sorted(
+            name
+            for name, user in users.items()
+            for acl in user["spec"]["authorization"]["acls"]
+            if acl["resource"] == {"type": "topic", "name": topic, "patternType": "literal"}
+            and "Write" in acl["operations"]
+        )
+
+    assert writers("gate.commands") == ["gate"]
+    assert writers("cms.accepted") == ["ingest"]
+    assert writers("gate.releases") == ["gate"]
+    assert writers("intranet.notices") == ["publish"]
+    for user in users.values():
+        for acl in user["spec"]["authorization"]["acls"]:
+            if acl["resource"]["patternType"] == "prefix":
+                assert "Write" not in acl["operations"] or acl["resource"]["name"].startswith(
+                    "gatekeeper-"
+                ), "no service may write a pipeline topic by prefix"

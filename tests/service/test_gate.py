@@ -283,6 +283,9 @@ async def test_the_console_releases_under_the_person_s_name_with_a_form_from_its
         assert "konsol" not in after
     manual = gate.decisions()[-1]
     assert (manual["kind"], manual["operator"]) == ("overridden", "Anna Andersson")
+    assert manual["operator_email"] == "anna.andersson@lerum.se", "who, beyond a name"
+    [command] = [json.loads(r.value or b"") for r in gate.outbox.on(topics.GATE_COMMANDS)]
+    assert command["operator_email"] == "anna.andersson@lerum.se"
 
 
 async def test_the_console_shows_a_person_only_their_tenants_and_a_viewer_cannot_act(
@@ -389,7 +392,17 @@ async def test_an_item_s_history_has_ingest_s_acceptance_the_gate_s_decisions_an
         decided_at=clock(),
     )
     note = Recorded(tenant="lerum", item_id="news-1", decision=refusal)
-    await gate.feed(topics.GATE_COMMANDS, key.encode(), note.model_dump_json().encode())
+    gate.offset += 1  # as ingest writes it: on cms.accepted, marked as not an event
+    await gate.handler.handle(
+        InboundRecord(
+            topics.ACCEPTED,
+            0,
+            gate.offset,
+            key.encode(),
+            note.model_dump_json().encode(),
+            (topics.RECORDED_HEADER,),
+        )
+    )
     await gate.feed(topics.ACCEPTED, key.encode(), accepted)  # replayed after a crash
 
     history = gate.handler.history(key).decisions

@@ -137,8 +137,10 @@ async def test_a_refused_record_is_dead_lettered_whole_with_its_reason_in_header
     [decision] = [json.loads(r.value or b"") for r in outbox.on(topics.DECISIONS)]
     assert decision["kind"] == "rejected"
     assert decision["item_id"] == "bad"
-    assert outbox.on(topics.ACCEPTED) == []
-    [note] = [json.loads(r.value or b"") for r in outbox.on(topics.GATE_COMMANDS)]
+    assert outbox.on(topics.GATE_COMMANDS) == [], "only the gate writes its commands"
+    [accepted] = outbox.on(topics.ACCEPTED)
+    assert dict(accepted.headers) == {"gatekeeper-kind": b"recorded"}, "not an accepted event"
+    note = json.loads(accepted.value or b"")
     assert note["kind"] == "recorded", "the gate shows the refusal in the item's history"
     assert note["decision"] == decision
 
