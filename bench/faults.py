@@ -2,7 +2,7 @@
 
     python -m bench.faults [--rounds 2] [--items 100] [--seed N]
                            [--mode embedded|separate] [--store memory|rocksdb]
-                           [--kill ingest|gate|publish]
+                           [--kill ingest|gate|publish] [--kafka-outage SECONDS]
 
 Each round runs the three services on a fresh broker of its own: started as
 ``gatekeeper up`` starts them (``--mode embedded``, the default) or as the
@@ -15,7 +15,9 @@ external publication in random order among all items, some posted twice,
 some with a newer version, some retracted, some with publish_at a few seconds
 ahead. At a random moment it SIGKILLs a random service and starts it again
 (the CMS keeps retrying what was refused meanwhile); ``--kill`` names the
-service instead. Then, from the topics and
+service instead. ``--kafka-outage 60`` cuts every connection between the
+services and the broker for 60 s instead of a kill (a proxy of the tests' own
+stands between them, and the broker advertises it). Then, from the topics and
 the receivers themselves, it checks:
 
 - no external publication went out before its item's internal notice was
@@ -31,6 +33,7 @@ It prints a table per round and exits 1 on any violation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import signal
@@ -39,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +51,7 @@ from typing import Any
 import httpx
 import yaml
 
-from services.runtime.broker import EmbeddedBroker
+from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import (
     LERUM_OUTBOUND,
@@ -56,6 +60,7 @@ from tests.conftest import (
     internal_notice,
     with_outbound_secrets,
 )
+from tests.e2e.cutting_proxy import CuttingProxy
 from tests.e2e.receivers import WebhookReceiver
 from tests.harness import PROFILES, Pipeline, TopicReader, post_event
 
@@ -263,49 +268,84 @@ def _check(
     result.counts = dict(counts)
 
 
-def _round(
-    number: int,
-    items: int,
-    rng: random.Random,
-    mode: str = "embedded",
-    store: str = "memory",
-    kill: str | None = None,
-) -> Round:
+@dataclass(frozen=True)
+class Faults:
+    """How a round runs its services and what goes wrong in it."""
+
+    mode: str = "embedded"
+    store: str = "memory"
+    #: the service to kill (None: one at random)
+    kill: str | None = None
+    #: instead of a kill, cut every connection to Kafka for this many seconds
+    outage: float = 0.0
+
+
+def _outage(proxy: CuttingProxy, seconds: float) -> None:
+    with proxy.outage():
+        time.sleep(seconds)  # the outage's length is the point, not a wait for a result
+
+
+def _fault(pipeline: Pipeline, faults: Faults, proxy: CuttingProxy | None, name: str) -> None:
+    if proxy is not None:
+        _outage(proxy, faults.outage)
+    else:
+        _kill_and_restart(pipeline, name)
+
+
+@contextlib.contextmanager
+def _broker(workdir: Path, faults: Faults) -> Iterator[tuple[str, str, CuttingProxy | None]]:
+    """The round's broker: its own address, the one the services use, and the proxy
+    between them when the round cuts Kafka off."""
+    if not faults.outage:
+        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+            yield broker.bootstrap, broker.bootstrap, None
+        return
+    port = free_port()
+    with EmbeddedBroker(log_path=workdir / "broker.log", advertised_port=port) as broker:
+        proxy = CuttingProxy(broker.port, port).start()
+        try:
+            yield broker.bootstrap, f"127.0.0.1:{port}", proxy
+        finally:
+            proxy.stop()
+
+
+def _round(number: int, items: int, rng: random.Random, faults: Faults) -> Round:
     result = Round(number)
     workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-faults-{number}-"))
     slow = WebhookReceiver(LERUM_OUTBOUND, default="slow").start()
     flaky = WebhookReceiver(LERUM_OUTBOUND, script=["500"] * (items // 3)).start()
     try:
-        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-            pipeline = Pipeline(broker.bootstrap, workdir, profile=mode)
+        with _broker(workdir, faults) as (own, reached, proxy):
+            pipeline = Pipeline(reached, workdir, profile=faults.mode)
             config = str(_config(workdir, slow, flaky))
             for name in SERVICES:
                 pipeline.add(
                     name,
                     GATEKEEPER_CONFIG=config,
                     GATEKEEPER_LOG_LEVEL="warning",
-                    GATEKEEPER_GATE_STORE=store,
+                    GATEKEEPER_GATE_STORE=faults.store,
                 ).start()
             try:
                 postings = _plan(rng, items, f"r{number}-{rng.randrange(10**6)}")
-                result.killed = kill or rng.choice(SERVICES)
+                victim = faults.kill or rng.choice(SERVICES)
+                result.killed = "kafka" if proxy is not None else victim
                 kill_at = rng.randrange(len(postings) // 4, 3 * len(postings) // 4)
                 started = time.monotonic()
-                killer: threading.Thread | None = None
+                fault: threading.Thread | None = None
                 ingest = pipeline.services["ingest"].url
                 for n, posting in enumerate(postings):
                     if n == kill_at:
                         result.killed_after = time.monotonic() - started
-                        killer = threading.Thread(
-                            target=_kill_and_restart, args=(pipeline, result.killed)
+                        fault = threading.Thread(
+                            target=_fault, args=(pipeline, faults, proxy, victim)
                         )
-                        killer.start()
-                    tries = _post(ingest, posting, time.monotonic() + 180)
+                        fault.start()
+                    tries = _post(ingest, posting, time.monotonic() + 180 + faults.outage)
                     result.retried_posts += tries - 1
                     result.posted += 1
-                if killer is not None:
-                    killer.join(180)
-                reader = TopicReader(broker.bootstrap)
+                if fault is not None:
+                    fault.join(180 + faults.outage)
+                reader = TopicReader(own)
                 _settle(reader, postings)
                 _check(
                     result, reader, postings, {"slow": slow, "flaky": flaky},
@@ -327,19 +367,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=PROFILES, default="embedded")
     parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory")
     parser.add_argument("--kill", choices=SERVICES, default=None)
+    parser.add_argument(
+        "--kafka-outage",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="instead of a kill, cut every connection to Kafka for this long",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)  # noqa: S311
     rng = random.Random(seed)  # noqa: S311  (a reproducible fault plan, not security)
     print(
         f"fault rounds: {args.rounds} of {args.items} items, seed {seed}, "
-        f"{args.mode} mode, gate store {args.store}",
+        f"{args.mode} mode, gate store {args.store}"
+        + (f", Kafka cut off for {args.kafka_outage:.0f} s" if args.kafka_outage else ""),
         flush=True,
     )
     failed = 0
     header = f"{'round':>5} {'killed':>8} {'at':>6} {'posted':>6} {'re-posts':>8}  outcome"
     print(header, flush=True)
     for number in range(1, args.rounds + 1):
-        result = _round(number, args.items, rng, args.mode, args.store, args.kill)
+        faults = Faults(args.mode, args.store, args.kill, args.kafka_outage)
+        result = _round(number, args.items, rng, faults)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
         print(
             f"{number:>5} {result.killed:>8} {result.killed_after:>5.1f}s {result.posted:>6} "

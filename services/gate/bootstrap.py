@@ -31,6 +31,8 @@ from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
 from services.runtime.config import Deployment
+from services.runtime.kafka_link import KafkaLink
+from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
@@ -109,9 +111,14 @@ def build(
         await handler.tick_due()
 
     operators = operators or operators_from(settings)
-    web_app = base_app(registry, handler.ready, guard=LoginGuard(operators))
+    link = KafkaLink()
+    register_link_metric(registry, link)
+    web_app = base_app(
+        registry, handler.ready, guard=LoginGuard(operators), unavailable=link.reason
+    )
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)
     Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)
     web_service = WebService(web_app, settings.host, settings.gate_port)
-    return Gate(app=app, services=[web_service, producer], web_app=web_app, handler=handler)
+    probe = KafkaProbe(settings, link)
+    return Gate(app=app, services=[web_service, producer, probe], web_app=web_app, handler=handler)

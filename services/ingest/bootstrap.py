@@ -25,6 +25,8 @@ from services.ingest.records import RecordHandler
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment
+from services.runtime.kafka_link import KafkaLink
+from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
 from services.runtime.ports import Clock, Outbox, TextTable, utcnow
 from services.runtime.settings import Settings
@@ -77,7 +79,11 @@ def build(
             await records.handle(inbound(event))
 
     limit = deployment.ingest.max_body_bytes
-    web_app = base_app(registry, lambda: is_ready(app), client_max_size=limit + 1)
+    link = KafkaLink()
+    register_link_metric(registry, link)
+    web_app = base_app(
+        registry, lambda: is_ready(app), client_max_size=limit + 1, unavailable=link.reason
+    )
     EventDoor(
         verifiers={name: Webhook(deployment.secret(name)) for name in deployment.tenants},
         channels=channels,
@@ -87,6 +93,8 @@ def build(
         telemetry=telemetry,
         clock=clock,
         ready=lambda: is_ready(app),
+        link=link,
     ).add_routes(web_app)
     web_service = WebService(web_app, settings.host, settings.ingest_port)
-    return Ingest(app=app, services=[web_service], web_app=web_app)
+    probe = KafkaProbe(settings, link)
+    return Ingest(app=app, services=[web_service, probe], web_app=web_app)

@@ -24,6 +24,7 @@ from services.ingest.normalize import Invalid, TenantChannels, check_event
 from services.ingest.records import audit_rejection
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
+from services.runtime.kafka_link import KafkaLink
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, OutboundRecord, Outbox, TextTable
 from services.runtime.web import problem
@@ -49,14 +50,22 @@ class _Signed:
         return dedupe.seen_key(self.tenant, self.webhook_id)
 
 
+#: The longest a write to Kafka may take before the CMS is told 503 (CONTRACT 2:
+#: within 1 s), and when it is asked to come back.
+WRITE_TIMEOUT_S = 0.8
+RETRY_AFTER_S = 5
+
+
 def _unavailable(path: str, why: str) -> web.Response:
-    return problem(
+    response = problem(
         503,
         "Kafka unavailable",
-        f"Nothing was accepted ({why}); retry later.",
+        f"Nothing was accepted ({why}); retry in {RETRY_AFTER_S} s.",
         slug="unavailable",
         instance=path,
     )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 class EventDoor:
@@ -71,8 +80,10 @@ class EventDoor:
         telemetry: IngestTelemetry,
         clock: Clock,
         ready: Callable[[], bool],
+        link: KafkaLink | None = None,
     ) -> None:
         self._verifiers = verifiers
+        self._link = link or KafkaLink()
         self._channels = channels
         self._limit = max_body_bytes
         self._seen = seen
@@ -172,13 +183,15 @@ class EventDoor:
                 instance=path,
             )
         if not self._ready():
-            return problem(
+            starting = problem(
                 503,
                 "Starting",
                 "The service is still starting; retry shortly.",
                 slug="unavailable",
                 instance=path,
             )
+            starting.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return starting
         return _Signed(tenant, body, webhook_id)
 
     # -- 2. dedupe --------------------------------------------------------------------
@@ -241,29 +254,20 @@ class EventDoor:
             return await self._refuse_invalid(signed, result, path)
         event_id = str(uuid.uuid4())
         key = signed.key
+        if not self._link.may_try():  # refused at once, not queued behind a dead connection
+            return _unavailable(path, self._link.reason() or "Kafka unreachable")
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            await self._outbox.send_all(
-                [
-                    OutboundRecord(
-                        topics.CMS_EVENTS,
-                        ItemKey(signed.tenant, result.item_id).encode(),
-                        signed.body,
-                        [
-                            ("webhook-id", signed.webhook_id.encode()),
-                            ("gatekeeper-event-id", event_id.encode()),
-                            ("gatekeeper-source", b"http"),
-                        ],
-                    )
-                ]
-            )
+            await asyncio.wait_for(self._write(signed, result.item_id, event_id), WRITE_TIMEOUT_S)
         except Exception as exc:  # any failure to get Kafka's acknowledgement
+            self._link.lost(type(exc).__name__)
             self._telemetry.write_failed(
                 signed.tenant, result.item_id, event_id, type(exc).__name__
             )
             return _unavailable(path, "Kafka did not acknowledge the write")
         else:
+            self._link.reached()
             self._recent.put(key, event_id)
             future.set_result(event_id)
         finally:
@@ -272,3 +276,19 @@ class EventDoor:
                 future.set_result(None)
         self._telemetry.received(signed.tenant, result.item_id, event_id, signed.webhook_id)
         return web.json_response({"status": "accepted", "event_id": event_id}, status=202)
+
+    async def _write(self, signed: _Signed, item_id: str, event_id: str) -> None:
+        await self._outbox.send_all(
+            [
+                OutboundRecord(
+                    topics.CMS_EVENTS,
+                    ItemKey(signed.tenant, item_id).encode(),
+                    signed.body,
+                    [
+                        ("webhook-id", signed.webhook_id.encode()),
+                        ("gatekeeper-event-id", event_id.encode()),
+                        ("gatekeeper-source", b"http"),
+                    ],
+                )
+            ]
+        )

@@ -33,6 +33,8 @@ from services.publish.telemetry import PublishTelemetry
 from services.publish.transports import transports_of
 from services.runtime import topics
 from services.runtime.config import Deployment
+from services.runtime.kafka_link import KafkaLink
+from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
@@ -112,7 +114,11 @@ def build(
         await handler.resume_pending()
 
     operators = operators or operators_from(settings)
-    web_app = base_app(registry, lambda: is_ready(app), guard=LoginGuard(operators))
+    link = KafkaLink()
+    register_link_metric(registry, link)
+    web_app = base_app(
+        registry, lambda: is_ready(app), guard=LoginGuard(operators), unavailable=link.reason
+    )
     OperatorApi(handler, operators).add_routes(web_app)
 
     async def close_transports(_: web.Application) -> None:
@@ -121,4 +127,5 @@ def build(
 
     web_app.on_cleanup.append(close_transports)
     web_service = WebService(web_app, settings.host, settings.publish_port)
-    return Publish(app=app, services=[web_service], web_app=web_app, handler=handler)
+    probe = KafkaProbe(settings, link)
+    return Publish(app=app, services=[web_service, probe], web_app=web_app, handler=handler)

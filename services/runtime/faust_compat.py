@@ -10,8 +10,9 @@ with, the service stops with one message rather than misbehave quietly.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "log_ends",
     "set_current_event",
     "short_fetch_wait",
+    "stop_within",
     "store_without_changelog",
 ]
 
@@ -209,6 +211,27 @@ def kept_offsets(app: faust.App, partitions: int) -> dict[Any, tuple[Path, int]]
             if raw is not None:
                 kept[TP(topic, partition)] = (path, int(raw))
     return kept
+
+
+def stop_within(worker: Any, seconds: float, overrun: Callable[[], None]) -> None:
+    """Call *overrun* if the worker has not stopped *seconds* after SIGTERM or SIGINT.
+
+    A worker that cannot reach Kafka waits for it on the way out (a commit, a
+    flush) for as long as its clients' timeouts allow, longer than a pod's grace
+    period. Wraps mode's ``Worker._schedule_shutdown``, which both signals call.
+    """
+    original = worker._schedule_shutdown
+    started: list[threading.Timer] = []
+
+    def schedule(signal: Any) -> None:
+        if not started:
+            timer = threading.Timer(seconds, overrun)
+            timer.daemon = True
+            timer.start()
+            started.append(timer)
+        original(signal)
+
+    worker._schedule_shutdown = schedule
 
 
 def is_ready(app: faust.App) -> bool:

@@ -195,9 +195,12 @@ def base_app(
     *,
     client_max_size: int = 1024**2,
     guard: LoginGuard | None = None,
+    unavailable: Callable[[], str | None] = lambda: None,
 ) -> web.Application:
     """An aiohttp app with the three operational endpoints already routed; with
-    *guard*, its operator paths guarded against guessing."""
+    *guard*, its operator paths guarded against guessing. ``/readyz`` answers 503
+    with the reason *unavailable* gives (Kafka out of reach) or while starting;
+    ``/healthz`` answers 200 as long as the process answers at all."""
     middlewares: list[Any] = [guard.middleware] if guard is not None else []
     app = web.Application(client_max_size=client_max_size, middlewares=[*middlewares, problems])
 
@@ -205,9 +208,15 @@ def base_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
+        reason = unavailable()
+        if reason is not None:
+            return web.json_response({"status": "unavailable", "reason": reason}, status=503)
         if ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "starting"}, status=503)
+        return web.json_response(
+            {"status": "starting", "reason": "recovering its tables or joining its group"},
+            status=503,
+        )
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(

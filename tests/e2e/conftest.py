@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.broker import EmbeddedBroker
+from services.runtime.broker import EmbeddedBroker, free_port
+from tests.e2e.cutting_proxy import CuttingProxy
 from tests.harness import Pipeline, TopicReader, pipeline_iter
 
 
@@ -52,3 +53,25 @@ def separate_pipeline(own_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Pi
     """Services of the test's own started as the chart starts them: ``serve`` against a
     broker they did not start, without the embedded flag."""
     yield from pipeline_iter(tmp_path, own_broker.bootstrap, profile="separate")
+
+
+@pytest.fixture
+def cut_broker(tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, CuttingProxy]]:
+    """A broker of the test's own behind a proxy that can cut every connection; the
+    broker advertises the proxy, so services reach it only through the proxy."""
+    proxy_port = free_port()
+    with EmbeddedBroker(log_path=tmp_path / "broker.log", advertised_port=proxy_port) as broker:
+        proxy = CuttingProxy(broker.port, proxy_port).start()
+        try:
+            yield broker, proxy
+        finally:
+            proxy.stop()
+
+
+@pytest.fixture
+def cut_pipeline(
+    cut_broker: tuple[EmbeddedBroker, CuttingProxy], tmp_path: Path
+) -> Iterator[Pipeline]:
+    """Services started as the chart starts them, reaching the broker through the proxy."""
+    _, proxy = cut_broker
+    yield from pipeline_iter(tmp_path, f"127.0.0.1:{proxy.port}", profile="separate")

@@ -1,12 +1,17 @@
-"""What must survive restarts and outages, on a broker and services of the test's own."""
+"""What must survive restarts and outages, on a broker and services of the test's own;
+each test twice: the services started as ``gatekeeper up`` starts them and as the
+chart does (without the embedded flag)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from rocksdict import AccessType, Rdict
 
@@ -15,15 +20,24 @@ from services.runtime.faust_compat import fetched_ends
 from services.runtime.topics import ensure_topics
 from tests.conftest import OPERATOR_AUTH, content_event
 from tests.harness import (
+    PROFILES,
     Pipeline,
     Service,
     TopicReader,
     accepted_event,
+    pipeline_iter,
     post_event,
     unique_item,
     wait_until,
     write_batched,
 )
+
+
+@pytest.fixture(params=PROFILES)
+def own_pipeline(
+    own_broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    yield from pipeline_iter(tmp_path, own_broker.bootstrap, profile=request.param)
 
 
 def test_idempotency_survives_an_ingest_restart(own_pipeline: Pipeline) -> None:

@@ -24,7 +24,7 @@ def test_rules_are_valid(promtool: str) -> None:
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 rules found" in result.stdout
+    assert "5 rules found" in result.stdout
 
 
 def test_rules_fire_when_they_should(promtool: str) -> None:

@@ -1,0 +1,112 @@
+"""When Kafka goes away: fast, honest refusals, a clean stop, and every service back by
+itself. The services run as the chart runs them, reaching the broker only through a
+proxy that cuts every connection (``tests/e2e/cutting_proxy.py``)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+
+from services.runtime.broker import EmbeddedBroker
+from tests.conftest import content_event, internal_notice
+from tests.e2e.cutting_proxy import CuttingProxy
+from tests.e2e.test_separate_broker import _held
+from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+
+
+def _timed_post(url: str, item: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    answer = post_event(url, content_event(item_id=item))
+    return answer, time.monotonic() - started
+
+
+def test_ingest_refuses_within_a_second_while_kafka_is_away_and_accepts_again(
+    cut_broker: tuple[EmbeddedBroker, CuttingProxy], cut_pipeline: Pipeline
+) -> None:
+    _, proxy = cut_broker
+    ingest = cut_pipeline.add("ingest").start()
+    assert post_event(ingest.url, content_event(item_id=unique_item("before"))).status_code == 202
+
+    proxy.cut()
+    answers = [_timed_post(ingest.url, unique_item("away")) for _ in range(3)]
+    ready = httpx.get(f"{ingest.url}/readyz", timeout=5)
+    health = httpx.get(f"{ingest.url}/healthz", timeout=5)
+    proxy.restore()
+
+    for answer, took in answers:
+        assert answer.status_code == 503
+        assert took < 1.0, f"answered after {took:.2f} s"
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert int(answer.headers["Retry-After"]) >= 1
+    assert ready.status_code == 503
+    assert "Kafka" in ready.json()["reason"]
+    assert health.status_code == 200, "only waiting for Kafka: no reason to restart it"
+
+    back = wait_until(
+        lambda: (
+            post_event(ingest.url, content_event(item_id=unique_item("back"))).status_code == 202
+        ),
+        20,
+        "ingest to accept again",
+        every=0.5,
+    )
+    assert back
+    wait_until(lambda: httpx.get(f"{ingest.url}/readyz", timeout=5).status_code == 200, 20, "ready")
+
+
+def test_every_service_stops_within_ten_seconds_while_kafka_is_away(
+    cut_broker: tuple[EmbeddedBroker, CuttingProxy], cut_pipeline: Pipeline
+) -> None:
+    _, proxy = cut_broker
+    services = [cut_pipeline.add(name).start() for name in ("ingest", "gate", "publish")]
+    post_event(services[0].url, content_event(item_id=unique_item("inflight")))
+    proxy.cut()
+    took = {}
+    for service in services:
+        started = time.monotonic()
+        service.stop(signal.SIGTERM, timeout=20)
+        took[service.name] = time.monotonic() - started
+    assert all(t < 10.0 for t in took.values()), took
+
+
+def test_gate_and_publish_resume_after_an_outage_without_a_restart(
+    cut_broker: tuple[EmbeddedBroker, CuttingProxy], cut_pipeline: Pipeline
+) -> None:
+    _, proxy = cut_broker
+    ingest = cut_pipeline.add("ingest").start()
+    gate = cut_pipeline.add("gate").start()
+    publish = cut_pipeline.add("publish").start()
+    pids = {s.name: s.proc.pid for s in (gate, publish) if s.proc is not None}
+    items = [unique_item("outage") for _ in range(5)]
+    for item in items:
+        assert post_event(ingest.url, content_event(item_id=item)).status_code == 202
+    wait_until(lambda: _held(gate.url) >= set(items), 30, "held")
+
+    with proxy.outage():
+        time.sleep(20)  # the outage itself: nothing to wait for but time
+
+    for item in items:
+        wait_until(
+            lambda i=item: post_event(ingest.url, internal_notice(item_id=i)).status_code == 202,
+            30,
+            f"ingest to take {item}'s notice",
+            every=0.5,
+        )
+    topics = TopicReader(cut_broker[0].bootstrap)
+
+    def released() -> dict[str, int]:
+        counts = dict.fromkeys(items, 0)
+        for record in topics.records("external.web"):
+            item = (record.key or b"").decode().partition(":")[2]
+            if item in counts:
+                counts[item] += 1
+        return counts if all(counts.values()) else {}
+
+    wait_until(released, 90, "every held item released after the outage")
+    assert released() == dict.fromkeys(items, 1)
+    for service in (gate, publish):
+        assert service.proc is not None
+        assert service.proc.poll() is None, f"{service.name} exited"
+        assert service.proc.pid == pids[service.name], f"{service.name} was restarted"
