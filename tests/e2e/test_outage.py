@@ -56,13 +56,23 @@ def test_ingest_refuses_within_a_second_while_kafka_is_away_and_accepts_again(
     wait_until(lambda: httpx.get(f"{ingest.url}/readyz", timeout=5).status_code == 200, 20, "ready")
 
 
-def test_every_service_stops_within_ten_seconds_while_kafka_is_away(
+def test_every_service_says_it_waits_for_kafka_and_stops_within_ten_seconds(
     cut_broker: tuple[EmbeddedBroker, CuttingProxy], cut_pipeline: Pipeline
 ) -> None:
     _, proxy = cut_broker
     services = [cut_pipeline.add(name).start() for name in ("ingest", "gate", "publish")]
     post_event(services[0].url, content_event(item_id=unique_item("inflight")))
     proxy.cut()
+    for service in services:  # each says why it cannot work, and stays alive
+        unready = wait_until(
+            lambda s=service: (lambda r: r if r.status_code == 503 else None)(
+                httpx.get(f"{s.url}/readyz", timeout=5)
+            ),
+            10,
+            f"{service.name} /readyz to answer 503",
+        )
+        assert unready.json()["reason"].startswith("Kafka unreachable"), service.name
+        assert httpx.get(f"{service.url}/healthz", timeout=5).status_code == 200
     took = {}
     for service in services:
         started = time.monotonic()
