@@ -40,6 +40,7 @@ __all__ = [
     "AWAITING_INTERNAL_LEAD",
     "AWAITING_INTERNAL_NOTICE",
     "AWAITING_PUBLISH_AT",
+    "INTERNAL_NOTICE_RETRACTED",
     "Accepted",
     "Effects",
     "GatePolicy",
@@ -55,6 +56,8 @@ __all__ = [
 AWAITING_INTERNAL_NOTICE = "awaiting_internal_notice"
 AWAITING_INTERNAL_LEAD = "awaiting_internal_lead"
 AWAITING_PUBLISH_AT = "awaiting_publish_at"
+#: CONTRACT 3.7: staff were told the information is withdrawn; not told any more.
+INTERNAL_NOTICE_RETRACTED = "internal_notice_retracted"
 _NS = uuid.UUID("2f0f3f76-5a4e-4b6c-8f1e-0d9b8a7c6e5f")
 _SEEN_LIMIT = 64
 _AUDIENCES: tuple[Audience, ...] = ("internal", "external")
@@ -97,6 +100,8 @@ class ItemState(Immutable):
     latest: dict[str, int] = Field(default_factory=dict)  # audience -> newest version seen
     released: dict[str, int] = Field(default_factory=dict)  # audience -> newest version released
     internal_delivered_at: datetime | None = None
+    #: the newest internal version retracted: only a newer internal notice tells again
+    internal_retracted: int = 0
     published: dict[str, int] = Field(default_factory=dict)  # channel -> version delivered
     held: dict[str, Held] = Field(default_factory=dict)  # audience -> what waits
     rejected: dict[str, int] = Field(
@@ -244,7 +249,10 @@ def _reasons(
     reasons: list[str] = [r for r in held.reasons if r.startswith("content_check:")]
     if audience == "external":
         if state.internal_delivered_at is None:
-            reasons.append(AWAITING_INTERNAL_NOTICE)
+            told_then_withdrawn = state.internal_retracted > 0
+            reasons.append(
+                INTERNAL_NOTICE_RETRACTED if told_then_withdrawn else AWAITING_INTERNAL_NOTICE
+            )
         elif now < state.internal_delivered_at + policy.internal_lead:
             reasons.append(AWAITING_INTERNAL_LEAD)
     if now < held.event.publish_at:
@@ -418,6 +426,8 @@ def _on_accepted(
     state = state.model_copy(
         update={"seen_events": (*state.seen_events, inp.event_id)[-_SEEN_LIMIT:]}
     )
+    if event.action == "retract" and audience == "internal":
+        return _retract_internal(state, inp, now, policy, out)
     if event.action == "retract":
         return _retract(state, inp, now, policy, out)
 
@@ -579,6 +589,71 @@ def _retract(
     return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
+def _retract_internal(
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+) -> ItemState:
+    """Staff are told the information is withdrawn: what the internal channels carried
+    is retracted there, a held internal version is cancelled, and the item counts as
+    not told until a newer internal notice is delivered. A held external version stays
+    held (reason ``internal_notice_retracted``); what was released stays released."""
+    event = inp.event
+    internal = state.held.get("internal")
+    cancelled = internal is not None and internal.event.version <= event.version
+    published = sorted(c for c in state.published if c in policy.internal_channels)
+    reason = (
+        f"internal notice retracted; cancelled {int(cancelled)} held, forwarded to "
+        f"{len(published)} channel(s); the item counts as not told"
+    )
+    decision = _decision(
+        "retracted",
+        state,
+        now,
+        trigger=inp.event_id,
+        reason=reason,
+        rule="retract",
+        version=event.version,
+        audience="internal",
+        channels=published,
+        event_id=inp.event_id,
+    )
+    out.decisions.append(decision)
+    if published:
+        out.releases.append(_order(decision, event, published, policy, now, "internal"))
+    held = {a: h for a, h in state.held.items() if not (a == "internal" and cancelled)}
+    v = event.version
+    retracted = max(state.internal_retracted, v, state.latest.get("internal", 0))
+    state = state.model_copy(
+        update={
+            "held": held,
+            "internal_delivered_at": None,
+            "internal_retracted": retracted,
+            "latest": {
+                **state.latest,
+                "internal": max(state.latest.get("internal", 0), event.version),
+            },
+        }
+    )
+    state = _evaluate(state, out, now, policy, f"{inp.event_id}:retracted")
+    external = state.held.get("external")
+    if external is not None:  # held again, visibly, on the audit trail
+        out.decisions.append(
+            _decision(
+                "held",
+                state,
+                now,
+                trigger=f"{inp.event_id}:held-again",
+                reason="internal notice retracted; held until a newer one is delivered",
+                rule="internal_before_external",
+                version=external.event.version,
+                audience="external",
+                channels=external.event.channels,
+                event_id=external.event_id,
+                held=external,
+            )
+        )
+    return state
+
+
 def _on_receipt(
     state: ItemState, inp: Receipt, now: datetime, policy: GatePolicy, out: _Out
 ) -> ItemState:
@@ -587,7 +662,11 @@ def _on_receipt(
         return state
     published = {**state.published, r.channel: max(state.published.get(r.channel, 0), r.version)}
     state = state.model_copy(update={"published": published})
-    if r.audience == "internal" and state.internal_delivered_at is None:
+    if (
+        r.audience == "internal"
+        and state.internal_delivered_at is None
+        and r.version > state.internal_retracted  # a retracted notice tells nobody
+    ):
         state = state.model_copy(update={"internal_delivered_at": r.delivered_at})
     return _evaluate(state, out, now, policy, f"{r.decision_id}:{r.channel}")
 

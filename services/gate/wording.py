@@ -8,6 +8,7 @@ from services.gate.machine import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
     AWAITING_PUBLISH_AT,
+    INTERNAL_NOTICE_RETRACTED,
     Held,
 )
 
@@ -17,6 +18,9 @@ _REASONS = {
     AWAITING_INTERNAL_NOTICE: "Väntar på intern information",
     AWAITING_INTERNAL_LEAD: "Väntar på att personalen hunnit ta del av den interna informationen",
     AWAITING_PUBLISH_AT: "Väntar på publiceringstid",
+    INTERNAL_NOTICE_RETRACTED: (
+        "Den interna informationen har dragits tillbaka: väntar på ny intern information"
+    ),
 }
 
 #: rule -> (what is wrong, how to fix it)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.conftest import content_event, internal_notice
 from tests.harness import Pipeline, TopicReader, held_rows, post_event, unique_item, wait_until
 
@@ -103,3 +105,36 @@ def test_crisis_is_held_where_the_lane_is_off(pipeline: Pipeline) -> None:
         "held",
     )
     assert held[0]["reasons"] == ["awaiting_internal_notice"]
+
+
+def test_a_retracted_internal_notice_holds_the_external_until_a_newer_one(
+    pipeline: Pipeline, topics: TopicReader
+) -> None:
+    ingest, gate = pipeline.services["ingest"].url, pipeline.services["gate"].url
+    item = unique_item("withdrawn")
+    key = f"lerum:{item}"
+    assert post_event(ingest, internal_notice(item_id=item)).status_code == 202
+    topics.wait_for("publish.receipts", key, lambda v: len(v) == 1)
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    external = content_event(item_id=item, publish_at=due.isoformat())
+    assert post_event(ingest, external).status_code == 202
+    wait_until(lambda: held_rows(gate, item), 20, "the external version held for its time")
+
+    retract = internal_notice(item_id=item, action="retract", channels=[])
+    assert post_event(ingest, retract).status_code == 202
+    notices = topics.wait_for("intranet.notices", key, lambda v: len(v) == 2)
+    assert notices[-1]["action"] == "retract"
+
+    def only_retracted() -> bool:  # publish_at has passed and the gate said so
+        rows = held_rows(gate, item)
+        return bool(rows) and rows[0]["reasons"] == ["internal_notice_retracted"]
+
+    wait_until(only_retracted, 20, "held past publish_at for the retracted notice alone")
+    assert datetime.now(UTC) > due
+    assert topics.json_for("external.web", key) == []
+
+    assert post_event(ingest, internal_notice(item_id=item, version=2)).status_code == 202
+    web = topics.wait_for("external.web", key, lambda v: len(v) == 1)
+    assert [(n["version"], n["action"]) for n in web] == [(1, "publish")]
+    wait_until(lambda: not held_rows(gate, item), 20, "no longer held")
+    assert len(topics.json_for("external.web", key)) == 1, "released once"

@@ -302,7 +302,11 @@ class World:
     now: datetime = T0
     outbox: list[ReleaseOrder] = field(default_factory=list)
     delivered: set[tuple[int, str, str]] = field(default_factory=set)
+    #: when staff were told: the first delivered internal notice newer than every
+    #: internal version retracted (a retract makes the item untold again)
     internal_delivered_at: datetime | None = None
+    internal_seen: int = 0
+    internal_retracted: int = 0
     accepted: list[Accepted] = field(default_factory=list)
     releases: list[tuple[ReleaseOrder, datetime | None]] = field(default_factory=list)
     overridden: bool = False
@@ -322,7 +326,8 @@ class World:
             if key in self.delivered and not duplicate:
                 continue
             self.delivered.add(key)
-            if order.audience == "internal" and order.action == "publish":
+            told = order.version > self.internal_retracted
+            if order.audience == "internal" and order.action == "publish" and told:
                 self.internal_delivered_at = self.internal_delivered_at or self.now
             self.feed(receipt)
 
@@ -350,9 +355,15 @@ def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
             )
             accepted = Accepted(f"ev{n}", event)
             world.accepted.append(accepted)
+            if op == "internal":
+                world.internal_seen = max(world.internal_seen, a)
             world.feed(accepted)
         elif op == "retract":
             event = _event(internal=flag, version=a, action="retract", channels=[])
+            if flag:  # staff told it is withdrawn: not told any more (CONTRACT 3.7)
+                world.internal_seen = max(world.internal_seen, a)
+                world.internal_retracted = max(world.internal_retracted, world.internal_seen)
+                world.internal_delivered_at = None
             world.feed(Accepted(f"ev{n}", event))
         elif op == "deliver":
             world.deliver_one(duplicate=flag)
@@ -401,12 +412,12 @@ def test_every_external_request_goes_out_once_its_notice_is_delivered_and_nothin
         world.now += timedelta(days=1)
         world.feed(TICK)
     state = world.gate.state
+    assert (state.internal_delivered_at is None) == (world.internal_delivered_at is None)
     if state.internal_delivered_at is not None:
         assert "external" not in state.held, state.held["external"].reasons
     else:
-        assert not [
-            o for o, _ in world.releases if o.audience == "external" and o.action == "publish"
-        ]
+        told = [d for o, d in world.releases if o.audience == "external" and o.action == "publish"]
+        assert all(d is not None for d in told), "released only while staff were told"
     # What is held is visible with its reasons, never silently gone.
     for held in state.held.values():
         assert held.reasons
@@ -423,3 +434,45 @@ def test_every_decision_is_audited_with_its_rule(steps: list[tuple[str, int, int
             assert decision.rule
             assert decision.reason
             assert (decision.tenant, decision.item_id) == ("lerum", "news-2026-001")
+
+
+def test_a_retracted_internal_notice_no_longer_counts_as_told() -> None:
+    # CONTRACT 3.7: "känt och förankrat internt" fails once staff are told the
+    # information is withdrawn; the external version waits for a newer notice.
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
+    for receipt in _receipts(notice.releases[0], T0):
+        gate.feed(receipt, T0)
+    later = T0 + timedelta(hours=1)
+    gate.feed(Accepted("e1", _event(publish_at=later.isoformat())), T0)
+    assert gate.state.held["external"].reasons == ("awaiting_publish_at",)
+
+    retract = gate.feed(Accepted("r1", _event(internal=True, action="retract", channels=[])), T0)
+    assert [(d.kind, d.audience) for d in retract.decisions] == [
+        ("retracted", "internal"),
+        ("held", "external"),
+    ]
+    assert [(o.action, o.channels) for o in retract.releases] == [("retract", ["intranet"])]
+    assert retract.releases[0].audience == "internal", "the released external is left alone"
+    assert gate.state.held["external"].reasons == (
+        "internal_notice_retracted",
+        "awaiting_publish_at",
+    )
+
+    past = later + timedelta(minutes=1)
+    assert not gate.feed(TICK, past).releases
+    for receipt in _receipts(notice.releases[0], past):  # the old notice's receipt, again
+        assert not gate.feed(receipt, past).releases
+    assert gate.state.held["external"].reasons == ("internal_notice_retracted",)
+
+    newer = gate.feed(Accepted("i2", _event(internal=True, version=2)), past)
+    released = [o for o in newer.releases if o.audience == "internal"]
+    assert [o.version for o in released] == [2]
+    externals = [
+        o
+        for receipt in _receipts(released[0], past)
+        for o in gate.feed(receipt, past).releases
+        if o.audience == "external"
+    ]
+    assert [(o.version, o.action) for o in externals] == [(1, "publish")]
+    assert "external" not in gate.state.held
