@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
 from services.runtime.broker import BrokerMissing, EmbeddedBroker, die_with_parent
-from services.runtime.config import ConfigError, Deployment, load_deployment
+from services.runtime.config import ConfigError, Deployment, check_file, load_deployment
 from services.runtime.kafka_security import KafkaRefused, KafkaSecurity
 from services.runtime.logs import configure_logging
 from services.runtime.operators import OperatorsFileError
@@ -326,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("file", type=Path, help="a ContentEvent v1 JSON file")
     send.add_argument("--tenant", required=True, help="the tenant whose secret signs it")
     send.add_argument("--url", help="ingest's base URL (default: this machine's ingest port)")
+    config = sub.add_parser("config", help="check a deployment file")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("file", type=Path, help="the deployment file (YAML)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -340,7 +343,19 @@ def _run(args: argparse.Namespace) -> int:
         return _send(args.file, args.tenant, args.url)
     if args.command == "dead-letters":
         return _dead_letters(args.action, args.delivery_id, args.url, args.tenant)
+    if args.command == "config":
+        return _check_config(args.file)
     return _serve(args.service)
+
+
+def _check_config(path: Path) -> int:
+    """0 and one line for a valid file; else 1 and one line per problem, naming the key."""
+    problems = check_file(path)
+    for problem in problems:
+        print(f"{path}: {problem}" if not problem.startswith(str(path)) else problem)
+    if not problems:
+        print(f"{path}: valid")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ __all__ = [
     "Spokesperson",
     "Tenant",
     "WebhookTransport",
+    "check_file",
     "load_deployment",
 ]
 
@@ -380,6 +381,38 @@ def _check_secret(value: str) -> str | None:
     if len(raw) < 16:
         return "is too short: a webhook secret needs at least 16 random bytes"
     return None
+
+
+def check_file(path: Path) -> list[str]:
+    """Every problem of the deployment file itself, one line each naming the key; the
+    secrets it names in environment variables are not looked up (they belong to the
+    machine that runs it, not to the file)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{path}: file not found"]
+    except yaml.YAMLError as exc:
+        return [f"{path}: not valid YAML: {exc}"]
+    if not isinstance(raw, dict):
+        return [f"{path}: the top level must be a mapping with a 'tenants' key"]
+    try:
+        deployment = Deployment.model_validate(raw)
+    except ValidationError as exc:
+        return [f"{_key(e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
+    problems: list[str] = []
+    for name, tenant in deployment.tenants.items():
+        for index, channel in enumerate(tenant.channels):
+            transport = channel.transport
+            if (
+                isinstance(transport, WebhookTransport)
+                and transport.secret_env is None
+                and tenant.outbound_secret_env is None
+            ):
+                problems.append(
+                    f"tenants.{name}.channels[{index}].transport: a webhook channel signs with "
+                    "its own secret_env or the tenant's outbound_secret_env, and neither is set"
+                )
+    return problems
 
 
 def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Deployment:

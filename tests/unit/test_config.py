@@ -213,3 +213,25 @@ def test_webhooks_go_over_https_except_to_this_host(
             load_deployment(_write(tmp_path, data), SECRETS_ENV)
     else:
         load_deployment(_write(tmp_path, data), SECRETS_ENV)
+
+
+def test_config_check_says_valid_or_names_every_key_with_its_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    assert main(["config", "check", str(DEFAULT_CONFIG_PATH)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": valid")
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["tenants"]["lerum"]["policy"]["internal_lead"] = "soon"
+    del data["tenants"]["ale"]["sender"]
+    _partner(data)  # a webhook with no secret of its own and no outbound one
+    path = _write(tmp_path, data)
+    assert main(["config", "check", str(path)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    keys = sorted(line.removeprefix(f"{path}: ").split(": ")[0] for line in lines)
+    assert keys == ["tenants.ale.sender", "tenants.lerum.policy.internal_lead"], lines
+    fixed = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    path = _write(tmp_path, _partner(fixed))
+    assert main(["config", "check", str(path)]) == 1
+    assert "tenants.lerum.channels[4].transport: a webhook channel" in capsys.readouterr().out
