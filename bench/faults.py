@@ -55,14 +55,13 @@ from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH
 from tests.conftest import (
     LERUM_OUTBOUND,
-    OPERATOR_AUTH,
     content_event,
     internal_notice,
     with_outbound_secrets,
 )
 from tests.e2e.cutting_proxy import CuttingProxy
 from tests.e2e.receivers import WebhookReceiver
-from tests.harness import PROFILES, Pipeline, TopicReader, post_event
+from tests.harness import PROFILES, Pipeline, TopicReader, all_held, post_event
 
 SERVICES = ("ingest", "gate", "publish")
 EXTERNAL = ("web", "slow", "flaky")
@@ -244,10 +243,7 @@ def _check(
         if len(ids) > 1:
             result.violations.append(f"{item} v{version} delivered to {channel} {len(ids)} times")
 
-    held = {
-        row["item_id"]: row["reasons"]
-        for row in httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH, timeout=30).json()["held"]
-    }
+    held = {row["item_id"]: row["reasons"] for row in all_held(gate)}
     decisions = _json_by_key(reader, "gate.decisions")
     ends = {"released", "overridden", "retracted", "stale", "rejected_by_operator"}
     counts: dict[str, int] = defaultdict(int)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -369,10 +370,25 @@ def start_up(
     return up, ports, out, env
 
 
+def all_held(gate: str, query: str = "", timeout: float = 30) -> list[dict[str, Any]]:
+    """Every row ``GET /v1/held`` lists, page after page, asked as the shared operator;
+    empty while the gate does not answer 200."""
+    rows: list[dict[str, Any]] = []
+    params = {**dict(urllib.parse.parse_qsl(query.lstrip("?"))), "limit": "1000"}
+    while True:
+        answer = httpx.get(f"{gate}/v1/held", params=params, headers=OPERATOR_AUTH, timeout=timeout)
+        if answer.status_code != 200:
+            return []
+        found = answer.json()
+        rows += found["held"]
+        if not found["next_cursor"]:
+            return rows
+        params["cursor"] = found["next_cursor"]
+
+
 def held_rows(gate: str, item: str, query: str = "") -> list[dict[str, Any]]:
     """The rows ``GET /v1/held`` shows for *item*, asked as the shared operator."""
-    answer = httpx.get(f"{gate}/v1/held{query}", headers=OPERATOR_AUTH)
-    return [h for h in answer.json()["held"] if h["item_id"] == item]
+    return [h for h in all_held(gate, query) if h["item_id"] == item]
 
 
 def unique_item(prefix: str = "item") -> str:

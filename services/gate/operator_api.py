@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.gate import wording
+from services.gate import paging, wording
 from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
 from services.runtime.keys import ItemKey, from_segment
@@ -45,6 +45,21 @@ def held_rows(state: ItemState) -> list[dict[str, Any]]:
         }
         for audience, held in sorted(state.held.items())
     ]
+
+
+def _limit(given: str | None, errors: list[dict[str, str]]) -> int:
+    if given is None:
+        return paging.DEFAULT_LIMIT
+    try:
+        limit = int(given)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= paging.MAX_LIMIT:
+        errors.append(
+            {"field": "limit", "problem": f"must be a whole number from 1 to {paging.MAX_LIMIT}"}
+        )
+        return paging.DEFAULT_LIMIT
+    return limit
 
 
 def _not_found(request: web.Request, tenant: str, item_id: str) -> web.Response:
@@ -112,8 +127,31 @@ class OperatorApi:
         tenant = request.query.get("tenant")
         if tenant is not None and (tenant not in self._tenants or not who.acts_for(tenant)):
             return unknown_tenant(request, tenant, who)
-        rows = self.rows_for(who, tenant)
-        return web.json_response({"held": rows, "count": len(rows)})
+        errors: list[dict[str, str]] = []
+        limit = _limit(request.query.get("limit"), errors)
+        reason = request.query.get("reason") or None
+        try:
+            found = paging.page(
+                self.rows_for(who, tenant),
+                limit=limit,
+                cursor=request.query.get("cursor") or None,
+                q=request.query.get("q"),
+                reason=reason,
+            )
+        except paging.BadCursor as exc:
+            errors.append({"field": "cursor", "problem": str(exc)})
+        if errors:
+            return problem(
+                400,
+                "Bad query",
+                "; ".join(f"{e['field']}: {e['problem']}" for e in errors),
+                slug="bad-query",
+                instance=request.path_qs,
+                extra={"errors": errors},
+            )
+        return web.json_response(
+            {"held": found.rows, "count": found.count, "next_cursor": found.next_cursor}
+        )
 
     async def release(self, request: web.Request) -> web.Response:
         return await self._act(request, release=True)

@@ -10,7 +10,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from rocksdict import AccessType, Rdict
@@ -18,13 +17,14 @@ from rocksdict import AccessType, Rdict
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.faust_compat import fetched_ends
 from services.runtime.topics import ensure_topics
-from tests.conftest import OPERATOR_AUTH, content_event
+from tests.conftest import content_event
 from tests.harness import (
     PROFILES,
     Pipeline,
     Service,
     TopicReader,
     accepted_event,
+    all_held,
     pipeline_iter,
     post_event,
     unique_item,
@@ -126,8 +126,7 @@ def _hold_batched(pipeline: Pipeline, gate: Service, prefix: str, count: int) ->
 
 
 def _held(gate: str) -> set[str]:
-    answer = httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH, timeout=30)
-    return {row["item_id"] for row in answer.json()["held"]} if answer.status_code == 200 else set()
+    return {row["item_id"] for row in all_held(gate)}
 
 
 def test_a_gate_on_rocksdb_keeps_how_far_each_changelog_is_in_its_store(

@@ -12,20 +12,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from services.runtime.broker import EmbeddedBroker
-from tests.conftest import OPERATOR_AUTH, internal_notice
+from tests.conftest import internal_notice
 from tests.e2e.test_publish import _order
 from tests.e2e.test_restarts import _hold_batched
-from tests.harness import Pipeline, TopicReader, unique_item, wait_until, write_batched
+from tests.harness import (
+    Pipeline,
+    TopicReader,
+    all_held,
+    unique_item,
+    wait_until,
+    write_batched,
+)
 
 
 def _held(gate: str) -> set[str]:
-    answer = httpx.get(f"{gate}/v1/held", headers=OPERATOR_AUTH, timeout=30)
-    return {row["item_id"] for row in answer.json()["held"]} if answer.status_code == 200 else set()
+    return {row["item_id"] for row in all_held(gate)}
 
 
 ITEMS_CHANGELOG = "gatekeeper-gate-gate-items-changelog"

@@ -409,3 +409,28 @@ async def test_an_item_s_history_has_ingest_s_acceptance_the_gate_s_decisions_an
     assert [d.kind for d in history] == ["accepted", "held", "rejected"]
     assert history[0] == acceptance(AcceptedEvent.model_validate_json(accepted))
     assert [d["kind"] for d in gate.decisions()] == ["held"], "a refusal is not audited twice"
+
+
+async def test_the_held_list_pages_searches_and_names_a_bad_parameter(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    for n in range(3):
+        await _hold(gate, clock, f"sida-{n}", title=f"Nyhet nummer {n}")
+        clock.advance(minutes=1)
+    async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
+        auth = bearer("anna-token")
+        first = await (await client.get("/v1/held?limit=2", headers=auth)).json()
+        assert [r["item_id"] for r in first["held"]] == ["sida-0", "sida-1"]
+        assert first["count"] == 3
+        rest = await (
+            await client.get(f"/v1/held?limit=2&cursor={first['next_cursor']}", headers=auth)
+        ).json()
+        assert [r["item_id"] for r in rest["held"]] == ["sida-2"]
+        assert rest["next_cursor"] is None
+        found = await (await client.get("/v1/held?q=nummer+1", headers=auth)).json()
+        assert [r["item_id"] for r in found["held"]] == ["sida-1"]
+        bad = await client.get("/v1/held?limit=5000&cursor=nope", headers=auth)
+        assert bad.status == 400
+        assert bad.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in (await bad.json())["errors"]] == ["limit", "cursor"]
