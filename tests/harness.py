@@ -209,6 +209,16 @@ class TopicReader:
         found.sort(key=lambda r: (r.timestamp, r.offset))
         return [json.loads(r.value) for r in found]
 
+    def released(self, topic: str, items: list[str]) -> dict[str, int]:
+        """How many records *topic* holds for each of *items* (Lerum's), once each has at
+        least one; empty until then (a check for :func:`wait_until`)."""
+        counts = dict.fromkeys(items, 0)
+        for record in self.records(topic):
+            item = (record.key or b"").decode().partition(":")[2]
+            if item in counts:
+                counts[item] += 1
+        return counts if all(counts.values()) else {}
+
     def wait_for(
         self,
         topic: str,

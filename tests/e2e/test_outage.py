@@ -107,12 +107,7 @@ def test_gate_and_publish_resume_after_an_outage_without_a_restart(
     topics = TopicReader(cut_broker[0].bootstrap)
 
     def released() -> dict[str, int]:
-        counts = dict.fromkeys(items, 0)
-        for record in topics.records("external.web"):
-            item = (record.key or b"").decode().partition(":")[2]
-            if item in counts:
-                counts[item] += 1
-        return counts if all(counts.values()) else {}
+        return topics.released("external.web", items)
 
     wait_until(released, 90, "every held item released after the outage")
     assert released() == dict.fromkeys(items, 1)

@@ -79,12 +79,7 @@ def test_a_killed_gate_keeps_every_held_item_and_releases_each_once(
     topics = TopicReader(pipeline.bootstrap)
 
     def released() -> dict[str, int]:
-        counts = {item: 0 for item in items}
-        for record in topics.records("external.web"):
-            item = (record.key or b"").decode().partition(":")[2]
-            if item in counts:
-                counts[item] += 1
-        return counts if all(counts.values()) else {}
+        return topics.released("external.web", items)
 
     wait_until(released, 60, "every item released")
     wait_until(lambda: not (_held(gate.url) & set(items)), 30, "the held list emptied")

@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
 from contextlib import redirect_stderr
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import AcceptedEvent, ContentEvent
 from services.runtime import topics
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from services.runtime.identity_numbers import contains_identity_number, mask_identity_numbers
 from services.runtime.logs import configure_logging
-from services.runtime.memory import MemoryOutbox
-from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
-from tests.harness import memory_gate
 from tests.service.conftest import FakeClock
+from tests.service.test_gate import Gate, _hold
 from tests.unit.test_content import identity_numbers
 
 LONG = (
@@ -79,41 +75,11 @@ def _deployment() -> Any:
     return raw
 
 
-class _Gate:
-    def __init__(self) -> None:
-        path = Path(tempfile.mkdtemp()) / "gatekeeper.yaml"
-        path.write_text(yaml.safe_dump(_deployment(), allow_unicode=True))
-        self.clock = FakeClock()
-        self.outbox = MemoryOutbox(on_send=self._loop_back)
-        self.handler = memory_gate(
-            load_deployment(path, SECRETS_ENV), outbox=self.outbox, clock=self.clock
-        )
-        self.offset = 0
-
-    async def _loop_back(self, records: Sequence[OutboundRecord]) -> None:
-        for record in records:
-            if record.topic == topics.GATE_COMMANDS:
-                await self.feed(record.topic, record.key or b"", record.value or b"")
-
-    async def feed(self, topic: str, key: bytes, value: bytes) -> None:
-        self.offset += 1
-        await self.handler.handle(InboundRecord(topic, 0, self.offset, key, value))
-
-    async def accept(self, event: dict[str, Any]) -> None:
-        parsed = ContentEvent.model_validate(event)
-        accepted = AcceptedEvent(
-            event_id=f"e-{parsed.item_id}-{self.offset}",
-            tenant="lerum",
-            item_id=parsed.item_id,
-            source="http",
-            received_at=self.clock(),
-            event=parsed,
-        )
-        await self.feed(
-            topics.ACCEPTED,
-            f"lerum:{parsed.item_id}".encode(),
-            accepted.model_dump_json().encode(),
-        )
+def _gate(clock: FakeClock) -> Gate:
+    """The gate on in-memory ports, Lerum's desk told of holds by e-mail."""
+    path = Path(tempfile.mkdtemp()) / "gatekeeper.yaml"
+    path.write_text(yaml.safe_dump(_deployment(), allow_unicode=True))
+    return Gate(load_deployment(path, SECRETS_ENV), clock)
 
 
 @settings(
@@ -123,16 +89,18 @@ class _Gate:
 def test_nothing_the_gate_writes_repeats_an_identity_number(
     number: str, place: str, audience: str
 ) -> None:
-    gate = _Gate()
+    clock = FakeClock()
+    gate = _gate(clock)
     base = content_event() if audience == "external" else internal_notice()
     event = _event(place, number, **{k: base[k] for k in ("audience", "channels", "recipients")})
     if place == "recipients":
         event["recipients"] = f"Besked till {number}"
 
     async def run() -> None:
-        await gate.accept(event)
+        fields = {k: v for k, v in event.items() if k != "item_id"}
+        await _hold(gate, clock, event["item_id"], **fields)
         for _ in range(3):  # past notify_after and escalate_after, a tick each time
-            gate.clock.advance(hours=30)
+            clock.advance(hours=30)
             await gate.handler.tick_due()
 
     asyncio.run(run())
