@@ -21,6 +21,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.gate import operator_api
 from services.gate.console import Console
 from services.gate.handler import GateHandler
 from services.gate.history import History
@@ -34,6 +35,7 @@ from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
@@ -119,6 +121,15 @@ def build(
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)
     Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)
+    add_openapi(
+        web_app,
+        document(
+            "gatekeeper gate",
+            package_version(),
+            "The operator API: what is held and why, released or rejected by a person.",
+            operator_api.OPERATIONS,
+        ),
+    )
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
     return Gate(app=app, services=[web_service, producer, probe], web_app=web_app, handler=handler)

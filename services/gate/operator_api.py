@@ -14,14 +14,16 @@ from typing import Any
 
 from aiohttp import web
 
+from schemas.api import Decided, HeldPage, Reason
 from services.gate import paging, wording
 from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
 from services.runtime.keys import ItemKey, from_segment
+from services.runtime.openapi import Answer, Operation, Param
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
-__all__ = ["OperatorApi", "held_rows"]
+__all__ = ["OPERATIONS", "OperatorApi", "held_rows"]
 
 
 def held_rows(state: ItemState) -> list[dict[str, Any]]:
@@ -45,6 +47,66 @@ def held_rows(state: ItemState) -> list[dict[str, Any]]:
         }
         for audience, held in sorted(state.held.items())
     ]
+
+
+_ITEM = (
+    Param("tenant", "path", "the item's tenant"),
+    Param("item_id", "path", "the item; an id of dots alone is written ~. or ~.."),
+)
+
+#: What ``/openapi.json`` says of the operator API (CONTRACT 5).
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/v1/held",
+        "The held items of the caller's tenants, oldest hold first, a page at a time",
+        (
+            Answer(200, "a page", HeldPage),
+            Answer(400, "a bad limit or cursor: errors names it"),
+            Answer(401, "no key, or a wrong one"),
+            Answer(404, "a tenant the caller does not act for"),
+            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+        ),
+        params=(
+            Param("tenant", "query", "only this tenant's"),
+            Param("q", "query", "words of the title or the item id, all of them"),
+            Param("reason", "query", "only holds with this reason"),
+            Param(
+                "limit",
+                "query",
+                "rows a page",
+                schema={"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT},
+            ),
+            Param("cursor", "query", "next_cursor of the page before"),
+        ),
+        secured=True,
+        tags=("held",),
+    ),
+    *(
+        Operation(
+            "POST",
+            f"/v1/held/{{tenant}}/{{item_id}}/{action}",
+            summary,
+            (
+                Answer(200, "decided", Decided),
+                Answer(202, "requested; the gate decides it in the item's order", Decided),
+                Answer(401, "no key, or a wrong one"),
+                Answer(403, "a viewer: only a publisher may"),
+                Answer(404, "nothing held for this item, or not the caller's tenant"),
+                Answer(422, "no reason given"),
+                Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+            ),
+            params=_ITEM,
+            body=Reason,
+            secured=True,
+            tags=("held",),
+        )
+        for action, summary in (
+            ("release", "Release what is held, as a named person (decision overridden)"),
+            ("reject", "Stop what is held until a newer version (decision rejected_by_operator)"),
+        )
+    ),
+)
 
 
 def _limit(given: str | None, errors: list[dict[str, str]]) -> int:

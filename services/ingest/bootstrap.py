@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook
 
+from services.ingest import door
 from services.ingest.door import EventDoor
 from services.ingest.normalize import TenantChannels
 from services.ingest.records import RecordHandler
@@ -28,6 +29,7 @@ from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.ports import Clock, Outbox, TextTable, utcnow
 from services.runtime.settings import Settings
 from services.runtime.streams import (
@@ -95,6 +97,16 @@ def build(
         ready=lambda: is_ready(app),
         link=link,
     ).add_routes(web_app)
+    add_openapi(
+        web_app,
+        document(
+            "gatekeeper ingest",
+            package_version(),
+            "The CMS's door for signed events, and the webhooks channels receive.",
+            door.OPERATIONS,
+            webhooks=door.WEBHOOKS,
+        ),
+    )
     web_service = WebService(web_app, settings.host, settings.ingest_port)
     probe = KafkaProbe(settings, link)
     return Ingest(app=app, services=[web_service, probe], web_app=web_app)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from schemas.api import EventAccepted, EventDuplicate
+from schemas.events import ContentEvent, PublishedNotice
 from services.ingest import dedupe, signatures
 from services.ingest.normalize import Invalid, TenantChannels, check_event
 from services.ingest.records import audit_rejection
@@ -26,10 +28,11 @@ from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.keys import ItemKey
+from services.runtime.openapi import Answer, Operation, Param
 from services.runtime.ports import Clock, OutboundRecord, Outbox, TextTable
 from services.runtime.web import problem
 
-__all__ = ["EventDoor"]
+__all__ = ["OPERATIONS", "WEBHOOKS", "EventDoor"]
 
 
 #: The longest ``webhook-id`` remembered (CONTRACT 2): an id is a key kept in a
@@ -66,6 +69,54 @@ def _unavailable(path: str, why: str) -> web.Response:
     )
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
+
+
+_SIGNATURE = (
+    Param("webhook-id", "header", "the idempotency key, at most 256 characters", True),
+    Param("webhook-timestamp", "header", "seconds since 1970; within 5 minutes of now", True),
+    Param("webhook-signature", "header", "v1,<base64 HMAC-SHA256 of id.timestamp.body>", True),
+)
+
+#: What ``/openapi.json`` says of the door (CONTRACT 2).
+OPERATIONS = (
+    Operation(
+        "POST",
+        "/v1/tenants/{tenant}/events",
+        "A CMS's event, signed as Standard Webhooks prescribes with the tenant's secret",
+        (
+            Answer(202, "accepted: durably on Kafka", EventAccepted),
+            Answer(200, "a webhook-id accepted before: not processed again", EventDuplicate),
+            Answer(400, "the body is not JSON, or the webhook-id is too long"),
+            Answer(401, "a missing or bad signature, or a timestamp out of tolerance"),
+            Answer(404, "no such tenant"),
+            Answer(413, "the body is over the limit (1 MiB by default)"),
+            Answer(415, "not application/json"),
+            Answer(422, "the event breaks the schema: errors lists every field"),
+            Answer(503, "Kafka not reachable: nothing accepted, retry", headers=("Retry-After",)),
+        ),
+        params=(Param("tenant", "path", "the tenant, as in the deployment file"), *_SIGNATURE),
+        body=ContentEvent,
+        tags=("events",),
+    ),
+)
+
+#: What a webhook channel receives (CONTRACT 4), for ``/openapi.json``'s ``webhooks``.
+WEBHOOKS = (
+    Operation(
+        "POST",
+        "channelNotice",
+        "A publication to a webhook channel, signed with the channel's or the tenant's "
+        "outbound secret; the webhook-id stays the same on every retry",
+        (
+            Answer(200, "taken (any 2xx)", None),
+            Answer(410, "gone for good: the delivery ends", None),
+            Answer(503, "try again later (also 408, 429, other 5xx)", None, ("Retry-After",)),
+        ),
+        params=_SIGNATURE,
+        body=PublishedNotice,
+        tags=("channels",),
+    ),
+)
 
 
 class EventDoor:

@@ -24,6 +24,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.publish import operator_api
 from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import Transports
 from services.publish.delivery import Delivery
@@ -36,6 +37,7 @@ from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
@@ -126,6 +128,15 @@ def build(
         await transports.close()
 
     web_app.on_cleanup.append(close_transports)
+    add_openapi(
+        web_app,
+        document(
+            "gatekeeper publish",
+            package_version(),
+            "Publish's dead letters: what failed its last attempt, and redelivery (CONTRACT 4, 5).",
+            operator_api.OPERATIONS,
+        ),
+    )
     web_service = WebService(web_app, settings.host, settings.publish_port)
     probe = KafkaProbe(settings, link)
     return Publish(app=app, services=[web_service, probe], web_app=web_app, handler=handler)

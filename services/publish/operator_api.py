@@ -5,11 +5,47 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from schemas.api import DeadLetterPage, RedeliveryRequested
 from services.publish.handler import PublishHandler
+from services.runtime.openapi import Answer, Operation, Param
 from services.runtime.operators import OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
-__all__ = ["OperatorApi"]
+__all__ = ["OPERATIONS", "OperatorApi"]
+
+
+#: What ``/openapi.json`` says of publish's dead-letter API.
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/v1/dead-letters",
+        "Deliveries that failed their last attempt, of the caller's tenants",
+        (
+            Answer(200, "the dead letters", DeadLetterPage),
+            Answer(401, "no key, or a wrong one"),
+            Answer(404, "a tenant the caller does not act for"),
+            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+        ),
+        params=(Param("tenant", "query", "only this tenant's"),),
+        secured=True,
+        tags=("dead letters",),
+    ),
+    Operation(
+        "POST",
+        "/v1/dead-letters/{delivery_id}/redeliver",
+        "Try a dead letter again from the start of its schedule",
+        (
+            Answer(202, "requested", RedeliveryRequested),
+            Answer(401, "no key, or a wrong one"),
+            Answer(403, "a viewer: only a publisher may"),
+            Answer(404, "no such dead letter for the caller"),
+            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+        ),
+        params=(Param("delivery_id", "path", "as GET /v1/dead-letters lists it"),),
+        secured=True,
+        tags=("dead letters",),
+    ),
+)
 
 
 class OperatorApi:
