@@ -44,6 +44,21 @@ def rendered() -> dict[str, str]:
     return out
 
 
+ASYNCAPI = Path(__file__).parent / "asyncapi.yaml"
+
+
+def rendered_asyncapi() -> str:
+    import importlib.metadata
+
+    import yaml
+
+    from schemas.asyncapi import document
+
+    version = importlib.metadata.version("gatekeeper")
+    head = "# Made by python -m schemas.export from the models; do not edit by hand.\n"
+    return head + yaml.safe_dump(document(version), sort_keys=False, allow_unicode=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when files differ")
@@ -58,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         extra = sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json") if p.name not in wanted)
         for name in [*stale, *extra]:
             print(f"schemas/json/{name} differs from the models; run python -m schemas.export")
-        return 1 if stale or extra else 0
+        topics_stale = not ASYNCAPI.is_file() or ASYNCAPI.read_text() != rendered_asyncapi()
+        if topics_stale:
+            print("schemas/asyncapi.yaml differs from the models; run python -m schemas.export")
+        return 1 if stale or extra or topics_stale else 0
     SCHEMA_DIR.mkdir(exist_ok=True)
     for name, text in wanted.items():
         (SCHEMA_DIR / name).write_text(text)
+    ASYNCAPI.write_text(rendered_asyncapi())
     return 0
 
 

@@ -370,7 +370,7 @@ def test_a_proxy_header_without_the_proxy_s_addresses_does_not_render() -> None:
         _render({"operators": {"trustedProxyHeader": "X-Forwarded-Email"}})
 
 
-STRIMZI = Path(__file__).parent / "strimzi"
+STRIMZI = Path(__file__).parent / "schemas"
 
 
 def _strimzi_errors(resources: list[dict[str, Any]]) -> list[list[str]]:
