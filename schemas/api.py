@@ -29,8 +29,9 @@ class _Answer(BaseModel):
 
 
 class FieldError(_Answer):
-    field: str = Field(description="where: a JSON path into the body, or a header or parameter")
-    problem: str
+    field: str = Field(description="where: a path into the body, or a header or parameter")
+    detail: str = Field(description="what is wrong with it")
+    pointer: str | None = Field(default=None, description="a JSON pointer into the body")
 
 
 class Problem(_Answer):

@@ -128,6 +128,7 @@ def build(
             package_version(),
             "The operator API: what is held and why, released or rejected by a person.",
             operator_api.OPERATIONS,
+            tenants=sorted(deployment.tenants),
         ),
     )
     web_service = WebService(web_app, settings.host, settings.gate_port)

@@ -118,7 +118,7 @@ def _limit(given: str | None, errors: list[dict[str, str]]) -> int:
         limit = 0
     if not 1 <= limit <= paging.MAX_LIMIT:
         errors.append(
-            {"field": "limit", "problem": f"must be a whole number from 1 to {paging.MAX_LIMIT}"}
+            {"field": "limit", "detail": f"must be a whole number from 1 to {paging.MAX_LIMIT}"}
         )
         return paging.DEFAULT_LIMIT
     return limit
@@ -201,12 +201,12 @@ class OperatorApi:
                 reason=reason,
             )
         except paging.BadCursor as exc:
-            errors.append({"field": "cursor", "problem": str(exc)})
+            errors.append({"field": "cursor", "detail": str(exc)})
         if errors:
             return problem(
                 400,
                 "Bad query",
-                "; ".join(f"{e['field']}: {e['problem']}" for e in errors),
+                "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
                 slug="bad-query",
                 instance=request.path_qs,
                 extra={"errors": errors},

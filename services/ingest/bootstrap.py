@@ -104,6 +104,7 @@ def build(
             package_version(),
             "The CMS's door for signed events, and the webhooks channels receive.",
             door.OPERATIONS,
+            tenants=sorted(deployment.tenants),
             webhooks=door.WEBHOOKS,
         ),
     )

@@ -213,7 +213,11 @@ class EventDoor:
                 f"{MAX_WEBHOOK_ID} are accepted. Nothing was kept of this request.",
                 slug="webhook-id-too-long",
                 instance=path,
-                extra={"errors": [{"field": "webhook-id", "problem": "too long"}]},
+                extra={
+                    "errors": [
+                        {"field": "webhook-id", "detail": f"at most {MAX_WEBHOOK_ID} characters"}
+                    ]
+                },
             )
         try:
             webhook_id = signatures.verify(verifier, body, request.headers)

@@ -135,6 +135,7 @@ def build(
             package_version(),
             "Publish's dead letters: what failed its last attempt, and redelivery (CONTRACT 4, 5).",
             operator_api.OPERATIONS,
+            tenants=sorted(deployment.tenants),
         ),
     )
     web_service = WebService(web_app, settings.host, settings.publish_port)

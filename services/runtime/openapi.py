@@ -90,7 +90,9 @@ def _answer(answer: Answer, schemas: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    op: Operation, schemas: dict[str, Any], tenants: Sequence[str] = ()
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "summary": op.summary,
         "operationId": f"{op.method.lower()}_"
@@ -106,7 +108,11 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
                 "in": p.where,
                 "required": p.required or p.where == "path",
                 "description": p.description,
-                "schema": p.schema,
+                "schema": (
+                    {"type": "string", "enum": list(tenants)}
+                    if p.name == "tenant" and tenants
+                    else p.schema
+                ),
             }
             for p in op.params
         ]
@@ -159,11 +165,14 @@ def document(
     description: str,
     operations: Iterable[Operation],
     webhooks: Sequence[Operation] = (),
+    tenants: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The OpenAPI document of *operations* (and the operational endpoints); a ``tenant``
+    parameter lists the deployment's *tenants*."""
     schemas: dict[str, Any] = {}
     paths: dict[str, Any] = {}
     for op in (*OPERATIONAL, *operations):
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas, tenants)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},

@@ -185,7 +185,7 @@ async def test_a_webhook_id_over_256_characters_is_refused_and_not_remembered(
         )
     assert long.status == 400
     assert long.headers["content-type"].startswith("application/problem+json")
-    assert problem["errors"] == [{"field": "webhook-id", "problem": "too long"}]
+    assert problem["errors"] == [{"field": "webhook-id", "detail": "at most 256 characters"}]
     assert longest.status == 202
     # ids are remembered from what goes on to cms.events: only the shorter one did
     assert [dict(r.headers)["webhook-id"] for r in outbox.sent] == [b"m" * 256]
