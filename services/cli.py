@@ -28,7 +28,13 @@ from prometheus_client import CollectorRegistry
 
 from services.runtime import topics
 from services.runtime.broker import BrokerMissing, EmbeddedBroker, die_with_parent
-from services.runtime.config import ConfigError, Deployment, check_file, load_deployment
+from services.runtime.config import (
+    ConfigError,
+    Deployment,
+    check_file,
+    load_deployment,
+    unset_variables,
+)
 from services.runtime.kafka_security import KafkaRefused, KafkaSecurity
 from services.runtime.logs import configure_logging
 from services.runtime.operators import OperatorsFileError
@@ -353,9 +359,12 @@ def _check_config(path: Path) -> int:
     problems = check_file(path)
     for problem in problems:
         print(f"{path}: {problem}" if not problem.startswith(str(path)) else problem)
-    if not problems:
-        print(f"{path}: valid")
-    return 1 if problems else 0
+    if problems:
+        return 1
+    for warning in unset_variables(path):
+        print(f"{path}: warning: {warning}")
+    print(f"{path}: valid")
+    return 0
 
 
 if __name__ == "__main__":

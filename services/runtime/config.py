@@ -48,6 +48,7 @@ __all__ = [
     "WebhookTransport",
     "check_file",
     "load_deployment",
+    "unset_variables",
 ]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "gatekeeper.yaml"
@@ -381,6 +382,26 @@ def _check_secret(value: str) -> str | None:
     if len(raw) < 16:
         return "is too short: a webhook secret needs at least 16 random bytes"
     return None
+
+
+def unset_variables(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The environment variables a valid file names for secrets that are not set here:
+    warnings, not problems (they belong to the machine that runs it)."""
+    env = os.environ if environ is None else environ
+    deployment = Deployment.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    named: list[tuple[str, str]] = []
+    for name, tenant in deployment.tenants.items():
+        named.append((f"tenants.{name}.secret_env", tenant.secret_env))
+        if tenant.outbound_secret_env:
+            named.append((f"tenants.{name}.outbound_secret_env", tenant.outbound_secret_env))
+        for index, channel in enumerate(tenant.channels):
+            transport = channel.transport
+            if isinstance(transport, WebhookTransport):
+                for key in ("secret_env", "previous_secret_env"):
+                    var = getattr(transport, key)
+                    if var:
+                        named.append((f"tenants.{name}.channels[{index}].transport.{key}", var))
+    return [f"{key}: {var} is not set here" for key, var in named if not env.get(var)]
 
 
 def check_file(path: Path) -> list[str]:

@@ -216,12 +216,19 @@ def test_webhooks_go_over_https_except_to_this_host(
 
 
 def test_config_check_says_valid_or_names_every_key_with_its_problem(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from services.cli import main
 
+    monkeypatch.delenv("GATEKEEPER_SECRET_ALE", raising=False)
+    monkeypatch.setenv("GATEKEEPER_SECRET_LERUM", "whsec_x")
     assert main(["config", "check", str(DEFAULT_CONFIG_PATH)]) == 0
-    assert capsys.readouterr().out.strip().endswith(": valid")
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said[-1].endswith(": valid")
+    assert said[:-1] == [
+        f"{DEFAULT_CONFIG_PATH}: warning: tenants.ale.secret_env: "
+        "GATEKEEPER_SECRET_ALE is not set here"
+    ]
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     data["tenants"]["lerum"]["policy"]["internal_lead"] = "soon"
     del data["tenants"]["ale"]["sender"]
