@@ -96,6 +96,7 @@ OPERATIONS = (
         ),
         params=(Param("tenant", "path", "the tenant, as in the deployment file"), *_SIGNATURE),
         body=ContentEvent,
+        signed=True,
         tags=("events",),
     ),
 )
@@ -114,6 +115,7 @@ WEBHOOKS = (
         ),
         params=_SIGNATURE,
         body=PublishedNotice,
+        signed=True,
         tags=("channels",),
     ),
 )

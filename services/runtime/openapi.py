@@ -61,7 +61,10 @@ class Operation:
     params: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
     body_content_type: str = "application/json"
+    #: an operator's bearer key
     secured: bool = False
+    #: a Standard Webhooks signature with the tenant's secret
+    signed: bool = False
     tags: tuple[str, ...] = ()
 
 
@@ -123,6 +126,10 @@ def _operation(
         }
     if op.secured:
         out["security"] = [{"operator": []}]
+    elif op.signed:
+        out["security"] = [{"standardWebhooks": []}]
+    else:
+        out["security"] = []  # open: the operational endpoints
     return out
 
 
@@ -176,6 +183,7 @@ def document(
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
+        "servers": [{"url": "/", "description": "this service, where this document is served"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -184,7 +192,14 @@ def document(
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An operator's key (the operators file or the shared one)",
-                }
+                },
+                "standardWebhooks": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "webhook-signature",
+                    "description": "Standard Webhooks: v1,<base64 HMAC-SHA256> with the "
+                    "tenant's secret over webhook-id.webhook-timestamp.body",
+                },
             },
         },
     }

@@ -3,6 +3,8 @@ models: a valid document, and every route served is described (and nothing else)
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,29 @@ async def test_a_route_without_its_description_is_named(
     assert undescribed(changed, doc) == [
         "GET /v1/dead-letters/{delivery_id} is served, not described"
     ]
+
+
+REDOCLY = (
+    Path(__file__).resolve().parents[1] / "ops" / "schemas" / "node_modules" / ".bin" / "redocly"
+)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+async def test_redocly_finds_no_error_in_the_description(
+    name: str, deployment: Deployment, tmp_path: Path
+) -> None:
+    assert REDOCLY.is_file(), "Redocly CLI is missing: scripts/test installs it with npm"
+    doc = await _document(_web_app(name, deployment, tmp_path))
+    path = tmp_path / f"{name}.openapi.json"
+    path.write_text(json.dumps(doc))
+    linted = await asyncio.create_subprocess_exec(
+        str(REDOCLY),
+        "lint",
+        str(path),
+        "--format",
+        "stylish",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    said, _ = await asyncio.wait_for(linted.communicate(), 120)
+    assert linted.returncode == 0, said.decode()[-4000:]
