@@ -84,3 +84,23 @@ def internal_notice(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def make_event() -> Callable[..., dict[str, Any]]:
     return content_event
+
+
+#: Each tier's marker, by the folder its tests live in; a few files are also slow
+#: (whole fault rounds, restarts past a session timeout) or drive a real browser.
+_TIERS = {"unit": "unit", "service": "service", "fuzz": "fuzz", "e2e": "e2e", "image": "image"}
+_TIERS["ops"] = "ops"
+_SLOW = {"test_faults.py", "test_restarts.py", "test_outage.py", "test_separate_broker.py"}
+_BROWSER = {"test_console.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path
+        tier = _TIERS.get(path.parent.name)
+        if tier:
+            item.add_marker(tier)
+        if path.name in _SLOW:
+            item.add_marker("slow")
+        if path.name in _BROWSER:
+            item.add_marker("browser")
