@@ -41,6 +41,13 @@ def rendered() -> dict[str, str]:
     }
     command = TypeAdapter(events.GateCommand).json_schema()
     out["gate-command.schema.json"] = json.dumps(command, indent=2, sort_keys=True) + "\n"
+    # The deployment file: for an editor that completes and checks YAML against it.
+    from services.runtime.config import Deployment
+
+    deployment = Deployment.model_json_schema(mode="validation")
+    for resolved in ("secrets", "outbound_secrets", "channel_secrets", "smtp_logins"):
+        deployment["properties"].pop(resolved, None)  # resolved from the environment
+    out["deployment.schema.json"] = json.dumps(deployment, indent=2, sort_keys=True) + "\n"
     return out
 
 

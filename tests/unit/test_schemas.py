@@ -123,3 +123,17 @@ def test_a_contact_is_one_e_mail_address(email: str) -> None:
         ContentEvent.model_validate(content_event(contact={"name": "Anna", "email": email}))
     assert [e["loc"] for e in refused.value.errors()] == [("contact", "email")]
     ContentEvent.model_validate(content_event(contact={"name": "Anna", "email": "a@lerum.se"}))
+
+
+def test_the_shipped_deployment_file_is_valid_by_its_json_schema() -> None:
+    import jsonschema
+    import yaml
+
+    from services.runtime.config import DEFAULT_CONFIG_PATH
+
+    schema = json.loads((SCHEMA_DIR / "deployment.schema.json").read_text())
+    shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    jsonschema.validate(shipped, schema)
+    shipped["tenants"]["lerum"]["policy"]["internal_leed"] = "PT1M"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(shipped, schema)
