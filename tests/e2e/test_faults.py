@@ -15,7 +15,7 @@ from bench import faults
 @pytest.mark.parametrize(
     ("rounds", "flags"),
     [
-        (2, []),
+        (1, []),
         (1, ["--mode", "separate"]),
         (1, ["--mode", "separate", "--store", "rocksdb", "--kill", "gate"]),
         (1, ["--mode", "separate", "--kafka-outage", "15"]),
