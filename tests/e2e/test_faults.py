@@ -16,11 +16,10 @@ from bench import faults
     ("rounds", "flags"),
     [
         (1, []),
-        (1, ["--mode", "separate"]),
         (1, ["--mode", "separate", "--store", "rocksdb", "--kill", "gate"]),
         (1, ["--mode", "separate", "--kafka-outage", "15"]),
     ],
-    ids=["embedded", "separate", "separate-rocksdb-gate", "kafka-outage"],
+    ids=["embedded", "separate-rocksdb-gate", "separate-kafka-outage"],
 )
 def test_fault_rounds_of_a_hundred_items_break_no_promise(
     capsys: pytest.CaptureFixture[str], rounds: int, flags: list[str]

@@ -1,6 +1,6 @@
 """What must survive restarts and outages, on a broker and services of the test's own;
-each test twice: the services started as ``gatekeeper up`` starts them and as the
-chart does (without the embedded flag)."""
+the recovery tests twice: the services started as ``gatekeeper up`` starts them and
+as the chart does (without the embedded flag)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ from tests.harness import (
 
 
 @pytest.fixture(params=PROFILES)
-def own_pipeline(
+def both_profiles(
     own_broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Pipeline]:
+    """Services as ``gatekeeper up`` starts them, and as the chart does."""
     yield from pipeline_iter(tmp_path, own_broker.bootstrap, profile=request.param)
 
 
@@ -96,8 +97,9 @@ def test_a_batched_topic_s_true_end_is_fetched_where_list_offsets_falls_short(
 
 
 def test_a_gate_restart_recovers_every_held_item_from_batched_changelogs(
-    own_pipeline: Pipeline,
+    both_profiles: Pipeline,
 ) -> None:
+    own_pipeline = both_profiles
     count = 1500
     gate = own_pipeline.add("gate").start()
     _hold_batched(own_pipeline, gate, "batched-", count)
@@ -130,8 +132,9 @@ def _held(gate: str) -> set[str]:
 
 
 def test_a_gate_on_rocksdb_keeps_how_far_each_changelog_is_in_its_store(
-    own_pipeline: Pipeline,
+    both_profiles: Pipeline,
 ) -> None:
+    own_pipeline = both_profiles
     # At start a RocksDB store replays only what its changelog has past the offset
     # it kept; a wrong or missing offset means a slow start or a lost state.
     count = 400
