@@ -65,7 +65,7 @@ def test_a_killed_gate_keeps_every_held_item_and_releases_each_once(
     gate = pipeline.add("gate", GATEKEEPER_GATE_STORE=store).start()
     pipeline.add("publish").start()
     prefix = unique_item("kept") + "-"
-    items = [f"{prefix}{n}" for n in range(200)]
+    items = [f"{prefix}{n}" for n in range(1500)]
     _hold_batched(pipeline, gate, prefix, len(items))
     assert _listed_end(pipeline.bootstrap, ITEMS_CHANGELOG) < len(
         TopicReader(pipeline.bootstrap).records(ITEMS_CHANGELOG)
@@ -81,8 +81,8 @@ def test_a_killed_gate_keeps_every_held_item_and_releases_each_once(
     def released() -> dict[str, int]:
         return topics.released("external.web", items)
 
-    wait_until(released, 60, "every item released")
-    wait_until(lambda: not (_held(gate.url) & set(items)), 30, "the held list emptied")
+    wait_until(released, 180, "every item released")
+    wait_until(lambda: not (_held(gate.url) & set(items)), 60, "the held list emptied")
     assert released() == dict.fromkeys(items, 1)
 
 
