@@ -76,6 +76,16 @@ _TOPICS: list[tuple[str, str, Any, str, str, str, dict[str, str]]] = [
         {},
     ),
     (
+        "gate.status",
+        "ItemStatus",
+        events.ItemStatus,
+        "What a tenant's CMS status webhook is told (held, released, rejected, escalated), "
+        "for publish to deliver, signed, to the tenants that name one.",
+        "gate",
+        "publish",
+        {},
+    ),
+    (
         "gate.releases",
         "ReleaseOrder",
         events.ReleaseOrder,

@@ -30,6 +30,7 @@ __all__ = [
     "GateCommand",
     "Image",
     "ItemId",
+    "ItemStatus",
     "Link",
     "ManualReject",
     "ManualRelease",
@@ -38,6 +39,8 @@ __all__ = [
     "Recorded",
     "ReleaseOrder",
     "Sender",
+    "StatusKind",
+    "StatusReason",
     "Tick",
 ]
 
@@ -283,6 +286,49 @@ class Notification(Immutable):
     contact_email: str | None = None
     console_url: str
     decided_at: AwareDatetime
+
+
+#: What the CMS is told about an item version: an operator's release is ``released``
+#: and an operator's rejection ``rejected``, as an editor sees them.
+StatusKind = Literal["held", "released", "rejected", "escalated"]
+
+
+class StatusReason(Immutable):
+    """One reason an item waits: its code (CONTRACT section 3) and what it means, in Swedish."""
+
+    code: NonEmpty
+    text: NonEmpty
+
+
+class ItemStatus(Immutable):
+    """What the CMS's status webhook receives about one item version, on ``gate.status``.
+
+    One per decision the editor would want to see in the CMS; ``status_id`` is
+    the decision's id, so a status sent again after a crash keeps its
+    ``webhook-id`` and the CMS can deduplicate it.
+    """
+
+    schema_version: Literal[1] = 1
+    status_id: NonEmpty
+    status: StatusKind
+    tenant: NonEmpty
+    item_id: ItemId
+    version: int = Field(ge=1)
+    audience: Audience
+    #: The CMS event the status answers, when there is one.
+    event_id: str | None = None
+    decided_at: AwareDatetime
+    #: Held and escalated: why it waits, each reason with its Swedish text.
+    reasons: list[StatusReason] = Field(default_factory=list)
+    #: Held and escalated: where a communicator sees the text and decides.
+    console_url: str | None = None
+    #: Released: the channels the version goes to, and when it was released.
+    channels: list[str] = Field(default_factory=list)
+    released_at: AwareDatetime | None = None
+    publish_at: AwareDatetime | None = None
+    #: Released or rejected by a person: who, and the reason they gave.
+    operator: str | None = None
+    operator_reason: str | None = None
 
 
 class Tick(Immutable):

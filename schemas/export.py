@@ -29,6 +29,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "decision": events.Decision,
     "dead-letter": events.DeadLetter,
     "notification": events.Notification,
+    "item-status": events.ItemStatus,
 }
 
 

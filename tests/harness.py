@@ -435,4 +435,5 @@ def memory_gate(
         ),
         clock=clock,
         ready=lambda: True,
+        status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
     )

@@ -95,6 +95,7 @@ def build(
         ready=lambda: is_ready(app),
         console_url=settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console",
         index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
+        status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
     )
 
     async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> Awaitable[None]:

@@ -26,7 +26,7 @@ from schemas.events import (
     Recorded,
     Tick,
 )
-from services.gate import content, wording
+from services.gate import content, status, wording
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
 from services.gate.machine import (
@@ -101,8 +101,11 @@ class GateHandler:
         ready: Callable[[], bool],
         console_url: str = "http://127.0.0.1:8081/console",
         index: HoldIndex | None = None,
+        status_tenants: frozenset[str] = frozenset(),
     ) -> None:
         self._console_url = console_url.rstrip("/")
+        #: The tenants whose CMS is told each item's status (``status_webhook``).
+        self._status_tenants = status_tenants
         self._policies = policies
         self._rules = rules
         self._items = items
@@ -265,7 +268,26 @@ class GateHandler:
                 )
                 for n in effects.notifications
             ),
+            *self._statuses(raw_key, state, effects),
         ]
+
+    def _statuses(
+        self, raw_key: bytes, state: ItemState, effects: Effects
+    ) -> Iterable[OutboundRecord]:
+        if state.tenant not in self._status_tenants:
+            return
+        for decision in effects.decisions:
+            held = state.held.get(decision.audience) if decision.audience else None
+            if held is not None and held.event.version != decision.version:
+                held = None
+            told = status.status_of(decision, held, self._item_url(state))
+            if told is not None:
+                yield OutboundRecord(topics.STATUS, raw_key, told.model_dump_json().encode())
+
+    def _item_url(self, state: ItemState) -> str:
+        return (
+            f"{self._console_url}/items/{path_segment(state.tenant)}/{path_segment(state.item_id)}"
+        )
 
     def _notification(self, state: ItemState, due: Notify, now: datetime) -> Notification:
         held, event = due.held, due.held.event
@@ -283,10 +305,7 @@ class GateHandler:
             held_since=held.held_since,
             publish_at=event.publish_at,
             contact_email=event.contact.email if event.contact else None,
-            console_url=(
-                f"{self._console_url}/items/{path_segment(state.tenant)}/"
-                f"{path_segment(state.item_id)}"
-            ),
+            console_url=self._item_url(state),
             decided_at=now,
         )
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from schemas.api import EventAccepted, EventDuplicate
-from schemas.events import ContentEvent, PublishedNotice
+from schemas.events import ContentEvent, ItemStatus, PublishedNotice
 from services.ingest import dedupe, signatures
 from services.ingest.normalize import Invalid, TenantChannels, check_event
 from services.ingest.records import audit_rejection
@@ -96,27 +96,48 @@ OPERATIONS = (
         ),
         params=(Param("tenant", "path", "the tenant, as in the deployment file"), *_SIGNATURE),
         body=ContentEvent,
+        examples=("content-event-external", "content-event-internal"),
         signed=True,
         tags=("events",),
     ),
 )
 
-#: What a webhook channel receives (CONTRACT 4), for ``/openapi.json``'s ``webhooks``.
+#: How a receiver of gatekeeper's webhooks answers, and what each answer does.
+_RECEIVER_ANSWERS = (
+    Answer(200, "taken (any 2xx)", None),
+    Answer(410, "gone for good: the delivery ends", None),
+    Answer(503, "try again later (also 408, 429, other 5xx)", None, ("Retry-After",)),
+)
+
+#: What a webhook channel (CONTRACT 4) and a CMS's status webhook receive, for
+#: ``/openapi.json``'s ``webhooks``.
 WEBHOOKS = (
     Operation(
         "POST",
         "channelNotice",
         "A publication to a webhook channel, signed with the channel's or the tenant's "
         "outbound secret; the webhook-id stays the same on every retry",
-        (
-            Answer(200, "taken (any 2xx)", None),
-            Answer(410, "gone for good: the delivery ends", None),
-            Answer(503, "try again later (also 408, 429, other 5xx)", None, ("Retry-After",)),
-        ),
+        _RECEIVER_ANSWERS,
         params=_SIGNATURE,
         body=PublishedNotice,
+        examples=("published-notice",),
         signed=True,
         tags=("channels",),
+    ),
+    Operation(
+        "POST",
+        "cmsStatus",
+        "What happened to an item, for the CMS's status webhook (status_webhook in the "
+        "deployment file): held with reasons and the console link, released with channels "
+        "and time, rejected with the person's reason, escalated. Signed with the status "
+        "webhook's own secret, retried like a channel; the webhook-id is the same on every "
+        "retry of one status",
+        _RECEIVER_ANSWERS,
+        params=_SIGNATURE,
+        body=ItemStatus,
+        examples=("item-status-held", "item-status-released"),
+        signed=True,
+        tags=("cms",),
     ),
 )
 

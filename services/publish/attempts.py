@@ -105,7 +105,10 @@ class Attempts:
                 error="channel is no longer configured",
                 at=self._clock(),
             )
-        payload = delivery.notice_for(record.order, record.channel).model_dump_json().encode()
+        if record.payload is not None:
+            payload = record.payload.encode()
+        else:
+            payload = delivery.notice_for(record.order, record.channel).model_dump_json().encode()
         try:
             sent = await transport.deliver(record, payload)
         except DeliveryFailed as exc:

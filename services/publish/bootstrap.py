@@ -33,7 +33,7 @@ from services.publish.operator_api import OperatorApi
 from services.publish.telemetry import PublishTelemetry
 from services.publish.transports import transports_of
 from services.runtime import topics
-from services.runtime.config import Deployment
+from services.runtime.config import STATUS_CHANNEL, Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
@@ -77,12 +77,16 @@ def build(
     registry.register(ConsumerLag(app))
     telemetry = PublishTelemetry(
         registry,
-        {name: [c.name for c in t.channels] for name, t in deployment.tenants.items()},
+        {
+            name: [c.name for c in t.channels] + ([STATUS_CHANNEL] if t.status_webhook else [])
+            for name, t in deployment.tenants.items()
+        },
     )
     inputs = app.topic(
         topics.RELEASES,
         topics.PUBLISH_OUTCOMES,
         topics.NOTIFICATIONS,
+        topics.STATUS,
         key_type=bytes,
         value_type=bytes,
     )

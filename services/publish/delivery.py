@@ -14,11 +14,13 @@ from schemas.events import DeadLetter, DeliveryReceipt, PublishedNotice, Release
 
 __all__ = [
     "Delivery",
+    "DeliveryKind",
     "DeliveryStatus",
     "Outcome",
     "archive_record",
     "dead_letter",
     "delivery_key",
+    "id_of",
     "notice_for",
     "pending",
     "receipt_for",
@@ -35,7 +37,12 @@ def delivery_key(order: ReleaseOrder, channel: str) -> str:
 
 def webhook_id(order: ReleaseOrder, channel: str) -> str:
     """Stable across every retry and redelivery of one delivery, so receivers can deduplicate."""
-    return "gk_" + hashlib.sha256(delivery_key(order, channel).encode()).hexdigest()[:32]
+    return id_of(delivery_key(order, channel))
+
+
+def id_of(key: str) -> str:
+    """The delivery id of the delivery keyed *key*: its ``webhook-id``."""
+    return "gk_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def notice_for(order: ReleaseOrder, channel: str) -> PublishedNotice:
@@ -104,6 +111,10 @@ def archive_record(channel: str, payload: bytes, now: datetime) -> dict[str, str
 
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
+#: A publication goes to a channel and is receipted and archived; a notification
+#: is an e-mail about a held item and a status a CMS's status webhook call: neither
+#: is receipted nor archived.
+DeliveryKind = Literal["publication", "notification", "status"]
 
 
 class Delivery(Immutable):
@@ -119,9 +130,9 @@ class Delivery(Immutable):
     updated_at: datetime
     #: When the next attempt is due, after a failed one (None: now)
     next_attempt_at: datetime | None = None
-    #: A publication goes to a channel and is receipted and archived; a notification
-    #: is an e-mail about a held item, neither receipted nor archived.
-    kind: Literal["publication", "notification"] = "publication"
+    kind: DeliveryKind = "publication"
+    #: What a status webhook receives, exactly (a publication's is made from its order).
+    payload: str | None = None
 
 
 class Outcome(Immutable):
@@ -144,12 +155,17 @@ def pending(
     order: ReleaseOrder,
     channel: str,
     now: datetime,
-    kind: Literal["publication", "notification"] = "publication",
+    kind: DeliveryKind = "publication",
+    *,
+    key: str | None = None,
+    payload: str | None = None,
 ) -> Delivery:
+    key = key or delivery_key(order, channel)
     return Delivery(
         kind=kind,
-        key=delivery_key(order, channel),
-        delivery_id=webhook_id(order, channel),
+        payload=payload,
+        key=key,
+        delivery_id=id_of(key),
         status="pending",
         order=order,
         channel=channel,

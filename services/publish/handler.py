@@ -13,8 +13,8 @@ from email.utils import getaddresses
 
 from pydantic import ValidationError
 
-from schemas.events import Contact, Notification, ReleaseOrder, Sender
-from services.publish import delivery, notifications
+from schemas.events import Contact, ItemStatus, Notification, ReleaseOrder, Sender
+from services.publish import delivery, notifications, status
 from services.publish.attempts import Attempts
 from services.publish.delivery import Delivery, Outcome
 from services.publish.machine import (
@@ -30,7 +30,7 @@ from services.publish.machine import (
 )
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
-from services.runtime.config import Deployment, KafkaTransport
+from services.runtime.config import STATUS_CHANNEL, Deployment, KafkaTransport, Tenant
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 
@@ -40,6 +40,21 @@ __all__ = ["PublishHandler"]
 def _one_address(text: str) -> bool:
     found = getaddresses([text])
     return len(found) == 1 and found[0] == ("", text) and "@" in text
+
+
+def _sender(tenant: Tenant, unit: str) -> Sender:
+    """The tenant's sender block, signed by *unit*."""
+    sender = tenant.sender
+    contact = Contact(
+        name=sender.contact.name, email=sender.contact.email, phone=sender.contact.phone
+    )
+    return Sender(
+        organization=sender.organization,
+        unit=unit,
+        contact=contact,
+        logo_url=sender.logo_url,
+        website=sender.website,
+    )
 
 
 def _item_key(record: Delivery) -> bytes:
@@ -77,6 +92,8 @@ class PublishHandler:
                 await self.on_order(ReleaseOrder.model_validate_json(record.value))
             elif record.topic == topics.NOTIFICATIONS:
                 await self.on_notification(Notification.model_validate_json(record.value))
+            elif record.topic == topics.STATUS:
+                await self.on_status(ItemStatus.model_validate_json(record.value))
             else:
                 await self.on_outcome(Outcome.model_validate_json(record.value))
         except ValidationError as exc:
@@ -107,23 +124,23 @@ class PublishHandler:
         # one address or none: "a@x, b@y" in an event must not add a recipient
         if contact and _one_address(contact) and contact not in recipients:
             recipients.insert(0, contact)
-        sender = tenant.sender
         order = notifications.order_for(
-            notification,
-            Sender(
-                organization=sender.organization,
-                unit=notification.unit,
-                contact=Contact(
-                    name=sender.contact.name, email=sender.contact.email, phone=sender.contact.phone
-                ),
-                logo_url=sender.logo_url,
-                website=sender.website,
-            ),
-            recipients,
+            notification, _sender(tenant, notification.unit), recipients
         )
         channel = notifications.channel_of(notification.kind)
-        inp = Order(order, channel, None, notification=True)
+        inp = Order(order, channel, None, kind="notification")
         await self._step(delivery.delivery_key(order, channel), inp)
+
+    async def on_status(self, item: ItemStatus) -> None:
+        """A status for the CMS's status webhook, signed and retried like a channel's."""
+        tenant = self._deployment.tenants.get(item.tenant)
+        if tenant is None or tenant.status_webhook is None:
+            self._telemetry.unknown_tenant(item.tenant, item.item_id)
+            return
+        order = status.order_for(item, _sender(tenant, tenant.name))
+        key = status.delivery_key(item)
+        inp = Order(order, STATUS_CHANNEL, None, "status", key, status.payload_of(item))
+        await self._step(key, inp)
 
     async def on_outcome(self, outcome: Outcome) -> None:
         if outcome.kind != "redeliver":

@@ -16,6 +16,7 @@ from datetime import datetime
 from schemas.events import DeadLetter, DeliveryReceipt, ReleaseOrder
 from services.publish.delivery import (
     Delivery,
+    DeliveryKind,
     Outcome,
     dead_letter,
     notice_for,
@@ -44,8 +45,12 @@ class Order:
     order: ReleaseOrder
     channel: str
     topic: str | None
-    #: An e-mail about a held item rather than a publication: no receipt, no archive.
-    notification: bool = False
+    #: Not a publication (an e-mail about a held item, a status for the CMS): no
+    #: receipt, no archive.
+    kind: DeliveryKind = "publication"
+    #: A status's own delivery key (a version has several statuses) and exact payload.
+    key: str | None = None
+    payload: str | None = None
 
 
 Input = Order | Outcome
@@ -99,7 +104,7 @@ Effect = WriteToTopic | StartAttempts | Delivered | Duplicate | DeadLettered
 
 
 def _receipt(record: Delivery, now: datetime) -> DeliveryReceipt | None:
-    if record.kind == "notification":
+    if record.kind != "publication":
         return None
     return receipt_for(record.order, record.channel, now)
 
@@ -129,7 +134,7 @@ def _on_order(
     # A pending record seen again means the order is replayed after a crash in
     # the middle of it: finish it, under the same delivery id.
     record = record or pending(
-        inp.order, inp.channel, now, "notification" if inp.notification else "publication"
+        inp.order, inp.channel, now, inp.kind, key=inp.key, payload=inp.payload
     )
     if inp.topic is None:
         return record, (StartAttempts(record),)

@@ -16,10 +16,12 @@ from services.publish.channels import DeliveryFailed, Transport, Transports
 from services.publish.delivery import Delivery
 from services.publish.retry import RetryPolicy, retry_after_seconds
 from services.runtime.config import (
+    STATUS_CHANNEL,
     Deployment,
     Retries,
     SmtpServer,
     SmtpTransport,
+    StatusWebhook,
     WebhookTransport,
 )
 from services.runtime.ports import Clock
@@ -48,7 +50,9 @@ class WebhookChannel:
     allows (space-separated signatures): the receiver may check either.
     """
 
-    def __init__(self, config: WebhookTransport, secrets: tuple[str, ...], clock: Clock) -> None:
+    def __init__(
+        self, config: WebhookTransport | StatusWebhook, secrets: tuple[str, ...], clock: Clock
+    ) -> None:
         self.retries = _policy(config.retries, config.max_attempts)
         self._config = config
         self._signers = [Webhook(secret) for secret in secrets]
@@ -185,6 +189,9 @@ def transports_of(deployment: Deployment, clock: Clock) -> Transports:
             elif isinstance(config, SmtpTransport):
                 login = deployment.smtp_login(name, channel.name)
                 found[(name, channel.name)] = SmtpChannel(config, login, config.recipients)
+        if tenant.status_webhook is not None:
+            secrets = deployment.signing_secrets(name, STATUS_CHANNEL)
+            found[(name, STATUS_CHANNEL)] = WebhookChannel(tenant.status_webhook, secrets, clock)
         if tenant.notifications is not None:
             login = deployment.smtp_login(name, "notifications")
             mail = SmtpChannel(tenant.notifications.smtp, login)

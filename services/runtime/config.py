@@ -31,6 +31,7 @@ from pydantic import (
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_RETRY_SCHEDULE",
+    "STATUS_CHANNEL",
     "Channel",
     "ConfigError",
     "ContentCheck",
@@ -44,6 +45,7 @@ __all__ = [
     "SmtpServer",
     "SmtpTransport",
     "Spokesperson",
+    "StatusWebhook",
     "Tenant",
     "WebhookTransport",
     "check_file",
@@ -199,8 +201,9 @@ class Retries(_Model):
         return value
 
 
-class WebhookTransport(_Model):
-    kind: Literal["webhook"]
+class _WebhookTarget(_Model):
+    """Where a signed webhook goes, how long an attempt may take, when it is retried."""
+
     #: https, or http to a loopback address (a receiver on the same host)
     url: str = Field(pattern=r"^https?://")
     timeout_seconds: float = Field(default=10.0, gt=0)
@@ -224,6 +227,24 @@ class WebhookTransport(_Model):
                 "signature would cross the network in the clear"
             )
         return value
+
+
+class WebhookTransport(_WebhookTarget):
+    kind: Literal["webhook"]
+
+
+#: The delivery channel of a tenant's status webhook; no configured channel may take it.
+STATUS_CHANNEL = "cms-status"
+
+
+class StatusWebhook(_WebhookTarget):
+    """The CMS's own endpoint, told when an item is held, released, rejected or escalated.
+
+    It signs with a secret of its own (never the CMS's inbound one), retried on
+    the same schedule as the channels.
+    """
+
+    secret_env: EnvName
 
 
 def _loopback(host: str) -> bool:
@@ -312,6 +333,9 @@ class Tenant(_Model):
     policy: Policy = Policy()
     channels: tuple[Channel, ...] = Field(min_length=1)
     notifications: Notifications | None = None
+    #: The CMS's endpoint told what happens to each item (held, released, rejected,
+    #: escalated), so an editor sees it where they work.
+    status_webhook: StatusWebhook | None = None
     #: Who may be a press release's contact (press_spokesperson).
     spokespersons: tuple[Spokesperson, ...] = ()
 
@@ -321,6 +345,8 @@ class Tenant(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
+        if STATUS_CHANNEL in names:
+            raise ValueError(f"the channel name {STATUS_CHANNEL} is the status webhook's own")
         if not any(c.audience == "internal" for c in self.channels):
             raise ValueError("a tenant needs at least one internal channel for its notices")
         return self
@@ -394,13 +420,11 @@ def unset_variables(path: Path, environ: Mapping[str, str] | None = None) -> lis
         named.append((f"tenants.{name}.secret_env", tenant.secret_env))
         if tenant.outbound_secret_env:
             named.append((f"tenants.{name}.outbound_secret_env", tenant.outbound_secret_env))
-        for index, channel in enumerate(tenant.channels):
-            transport = channel.transport
-            if isinstance(transport, WebhookTransport):
-                for key in ("secret_env", "previous_secret_env"):
-                    var = getattr(transport, key)
-                    if var:
-                        named.append((f"tenants.{name}.channels[{index}].transport.{key}", var))
+        for where, target in _webhook_targets(name, tenant):
+            for key in ("secret_env", "previous_secret_env"):
+                var = getattr(target, key)
+                if var:
+                    named.append((f"{where}.{key}", var))
     return [f"{key}: {var} is not set here" for key, var in named if not env.get(var)]
 
 
@@ -504,11 +528,10 @@ def _signing_problems(
 ) -> None:
     """Every webhook channel signs with its own secret or the tenant's outbound one,
     never with the secret the CMS signs its events with."""
-    for index, channel in enumerate(tenant.channels):
-        if not isinstance(channel.transport, WebhookTransport):
-            continue
-        where = f"tenants.{tenant_name}.channels[{index}].transport"
-        own = channel_secrets.get(f"{tenant_name}/{channel.name}")
+    for (where, _), channel in zip(
+        _webhook_targets(tenant_name, tenant), _webhook_channels(tenant), strict=True
+    ):
+        own = channel_secrets.get(f"{tenant_name}/{channel}")
         if own is None and tenant_name not in outbound and tenant.outbound_secret_env is None:
             problems.append(
                 f"{where}: a webhook channel signs with its own secret_env or the tenant's "
@@ -519,6 +542,24 @@ def _signing_problems(
                 f"{where}.secret_env: holds the same secret as {tenant.secret_env}; a receiver "
                 "of these webhooks could then sign events as the CMS"
             )
+
+
+def _webhook_targets(tenant_name: str, tenant: Tenant) -> list[tuple[str, _WebhookTarget]]:
+    """Every webhook the tenant signs, with the key that names it in the file."""
+    found: list[tuple[str, _WebhookTarget]] = [
+        (f"tenants.{tenant_name}.channels[{index}].transport", channel.transport)
+        for index, channel in enumerate(tenant.channels)
+        if isinstance(channel.transport, WebhookTransport)
+    ]
+    if tenant.status_webhook is not None:
+        found.append((f"tenants.{tenant_name}.status_webhook", tenant.status_webhook))
+    return found
+
+
+def _webhook_channels(tenant: Tenant) -> list[str]:
+    """The delivery channel of each of :func:`_webhook_targets`, in the same order."""
+    names = [c.name for c in tenant.channels if isinstance(c.transport, WebhookTransport)]
+    return names + ([STATUS_CHANNEL] if tenant.status_webhook is not None else [])
 
 
 def _channel_credentials(
@@ -535,24 +576,22 @@ def _channel_credentials(
     ]
     if tenant.notifications is not None:
         servers.append(("notifications", tenant.notifications.smtp))
-    for index, channel in enumerate(tenant.channels):
-        transport = channel.transport
-        if not isinstance(transport, WebhookTransport):
-            continue
+    for (where, target), channel in zip(
+        _webhook_targets(tenant_name, tenant), _webhook_channels(tenant), strict=True
+    ):
         found: list[str] = []
         for key in ("secret_env", "previous_secret_env"):
-            var = getattr(transport, key)
+            var = getattr(target, key)
             if var is None:
                 continue
-            where = f"tenants.{tenant_name}.channels[{index}].transport.{key}"
             value = env.get(var)
             problem = "is not set" if not value else _check_secret(value)
             if problem or value is None:
-                problems.append(f"{where}: environment variable {var} {problem}")
+                problems.append(f"{where}.{key}: environment variable {var} {problem}")
                 continue
             found.append(value)
         if found:
-            channel_secrets[f"{tenant_name}/{channel.name}"] = tuple(found)
+            channel_secrets[f"{tenant_name}/{channel}"] = tuple(found)
     for name, server in servers:
         if server.username_env is None or server.password_env is None:
             continue

@@ -11,13 +11,16 @@ that changes without its description fails the tests.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
+import schemas
 from schemas.api import Problem, Readiness
 
 __all__ = [
@@ -66,6 +69,19 @@ class Operation:
     #: a Standard Webhooks signature with the tenant's secret
     signed: bool = False
     tags: tuple[str, ...] = ()
+    #: Example bodies: names of files in ``schemas/examples`` (without ``.json``).
+    examples: tuple[str, ...] = ()
+
+
+#: The golden payloads, each valid against its model (tests/unit/test_schemas.py).
+EXAMPLES = Path(schemas.__file__).resolve().parent / "examples"
+
+
+def _examples(names: Sequence[str]) -> dict[str, Any]:
+    return {
+        name: {"value": json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))}
+        for name in names
+    }
 
 
 def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +140,8 @@ def _operation(
             "required": True,
             "content": {op.body_content_type: {"schema": _ref(op.body, schemas)}},
         }
+        if op.examples:
+            out["requestBody"]["content"][op.body_content_type]["examples"] = _examples(op.examples)
     if op.secured:
         out["security"] = [{"operator": []}]
     elif op.signed:

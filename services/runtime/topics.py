@@ -26,6 +26,7 @@ __all__ = [
     "RECEIPTS",
     "RECORDED_HEADER",
     "RELEASES",
+    "STATUS",
     "TopicRetention",
     "ensure_topics",
     "topic_configs",
@@ -42,6 +43,7 @@ RECORDED_HEADER = ("gatekeeper-kind", b"recorded")
 DECISIONS = "gate.decisions"  # Decision: the audit trail
 NOTIFICATIONS = "gate.notifications"  # Notification: e-mails about held items, for publish
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
+STATUS = "gate.status"  # ItemStatus: what the CMS's status webhook is told, for publish
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
@@ -57,6 +59,7 @@ PIPELINE_TOPICS = (
     GATE_COMMANDS,
     DECISIONS,
     NOTIFICATIONS,
+    STATUS,
     RELEASES,
     RECEIPTS,
     PUBLISH_ARCHIVE,

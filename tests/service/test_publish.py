@@ -10,7 +10,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from schemas.events import Contact, Notification, ReleaseOrder, Sender
+from schemas.events import (
+    AcceptedEvent,
+    Contact,
+    ContentEvent,
+    ManualRelease,
+    Notification,
+    ReleaseOrder,
+    Sender,
+)
 from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import DeliveryFailed, Transports
 from services.publish.delivery import Delivery
@@ -19,10 +27,12 @@ from services.publish.operator_api import OperatorApi
 from services.publish.retry import RetryPolicy
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
-from services.runtime.config import Deployment, Notifications
+from services.runtime.config import Deployment, Notifications, StatusWebhook
 from services.runtime.memory import DictModelTable, MemoryOutbox
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
+from tests.conftest import content_event
+from tests.harness import memory_gate
 from tests.service.conftest import FakeClock, sha256
 
 
@@ -34,9 +44,11 @@ class FakeTransport:
     def __init__(self, *results: Exception | bytes | None) -> None:
         self.results = list(results)
         self.calls: list[str] = []
+        self.payloads: list[bytes] = []
 
     async def deliver(self, record: Delivery, payload: bytes) -> bytes:
         self.calls.append(record.delivery_id)
+        self.payloads.append(payload)
         result = self.results.pop(0) if self.results else payload
         if result is None:
             await asyncio.Event().wait()
@@ -58,6 +70,7 @@ class Publish:
         transport: FakeTransport,
         records: DictModelTable[Delivery] | None = None,
         mail: FakeTransport | None = None,
+        status: FakeTransport | None = None,
     ) -> None:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
         self.records = records or DictModelTable(Delivery)
@@ -67,7 +80,11 @@ class Publish:
         )
         self.attempts = Attempts(
             transports=Transports(
-                {("lerum", "web"): transport, ("lerum", "notify-held"): mail or FakeTransport()}
+                {
+                    ("lerum", "web"): transport,
+                    ("lerum", "notify-held"): mail or FakeTransport(),
+                    ("lerum", "cms-status"): status or FakeTransport(),
+                }
             ),
             outbox=self.outbox,
             telemetry=telemetry,
@@ -244,6 +261,73 @@ async def test_a_notification_is_mailed_once_and_neither_receipted_nor_archived(
     assert record.order.recipients == "sara@lerum.se, kommunikation@lerum.se"
     assert "https://publicering.lerum.se/console/items/lerum/news-1" in record.order.body
     assert publish.values(topics.RECEIPTS) == [], "a notification is no internal notice"
+    assert publish.values(topics.PUBLISH_ARCHIVE) == []
+
+
+async def test_the_cms_is_told_held_then_released_once_each_signed_as_its_own_channel(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    hook = StatusWebhook.model_validate(
+        {"url": "https://cms.lerum.se/status", "secret_env": "GATEKEEPER_STATUS_LERUM"}
+    )
+    lerum = deployment.tenants["lerum"].model_copy(update={"status_webhook": hook})
+    deployment = deployment.model_copy(update={"tenants": {**deployment.tenants, "lerum": lerum}})
+    gate_out = MemoryOutbox()
+    gate = memory_gate(deployment, outbox=gate_out, clock=clock)
+    for tenant in ("lerum", "ale"):
+        event = ContentEvent.model_validate(content_event(tenant=tenant, item_id="news-1"))
+        accepted = AcceptedEvent(
+            event_id=f"e-{tenant}",
+            tenant=tenant,
+            item_id="news-1",
+            source="http",
+            received_at=clock(),
+            event=event,
+        )
+        key = f"{tenant}:news-1".encode()
+        await gate.handle(
+            InboundRecord(topics.ACCEPTED, 0, 1, key, accepted.model_dump_json().encode())
+        )
+    clock.advance(minutes=5)
+    release = ManualRelease(
+        tenant="lerum",
+        item_id="news-1",
+        reason="Personalen informerades muntligt",
+        at=clock(),
+        request_id="r-1",
+        operator="Anna Andersson",
+    )
+    await gate.handle(
+        InboundRecord(
+            topics.GATE_COMMANDS, 0, 2, b"lerum:news-1", release.model_dump_json().encode()
+        )
+    )
+    told = gate_out.on(topics.STATUS)
+    assert {r.key for r in told} == {b"lerum:news-1"}, "Ale has no status webhook"
+
+    status = FakeTransport()
+    publish = Publish(deployment, clock, FakeTransport(), status=status)
+    for _ in range(2):  # the second time as replayed after a crash
+        for record in told:
+            await publish.handler.handle(
+                InboundRecord(topics.STATUS, 0, 0, record.key, record.value)
+            )
+            await publish.attempts.wait()
+
+    sent = [json.loads(p) for p in status.payloads]
+    assert [(s["status"], s["item_id"]) for s in sent] == [
+        ("held", "news-1"),
+        ("released", "news-1"),
+    ]
+    assert sent[0]["reasons"][0]["text"] == "Väntar på intern information"
+    assert sent[0]["console_url"].endswith("/console/items/lerum/news-1")
+    assert sent[1]["operator"] == "Anna Andersson"
+    assert sent[1]["channels"] == ["web"]
+    assert len(set(status.calls)) == 2, "each status has its own webhook-id"
+    assert {(r.kind, r.channel, r.status) for r in publish.records.values()} == {
+        ("status", "cms-status", "delivered")
+    }
+    assert publish.values(topics.RECEIPTS) == [], "a status is no internal notice"
     assert publish.values(topics.PUBLISH_ARCHIVE) == []
 
 

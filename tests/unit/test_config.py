@@ -242,3 +242,40 @@ def test_config_check_says_valid_or_names_every_key_with_its_problem(
     path = _write(tmp_path, _partner(fixed))
     assert main(["config", "check", str(path)]) == 1
     assert "tenants.lerum.channels[4].transport: a webhook channel" in capsys.readouterr().out
+
+
+STATUS_SECRET = "whsec_" + "c3RhdHVzLXdlYmhvb2stc2VjcmV0LTAxMjM0NTY3"
+
+
+def _with_status_webhook(secret_env: str = "GATEKEEPER_STATUS_LERUM") -> dict[str, Any]:  # noqa: S107  (a variable name)
+    raw = with_outbound_secrets(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+    raw["tenants"]["lerum"]["status_webhook"] = {
+        "url": "https://cms.lerum.se/gatekeeper/status",
+        "secret_env": secret_env,
+    }
+    return raw
+
+
+def test_a_status_webhook_signs_with_a_secret_of_its_own(tmp_path: Path) -> None:
+    env = {**SECRETS_ENV, "GATEKEEPER_STATUS_LERUM": STATUS_SECRET}
+    deployment = load_deployment(_write(tmp_path, _with_status_webhook()), env)
+    assert deployment.signing_secrets("lerum", "cms-status") == (STATUS_SECRET,)
+    assert deployment.tenants["ale"].status_webhook is None
+
+    assert (
+        "tenants.lerum.status_webhook.secret_env: environment variable "
+        "GATEKEEPER_STATUS_LERUM is not set" in _error(tmp_path, _with_status_webhook())
+    )
+    same = _error(tmp_path, _with_status_webhook("GATEKEEPER_SECRET_LERUM"))
+    assert "tenants.lerum.status_webhook.secret_env: holds the same secret" in same
+    raw = _with_status_webhook()
+    del raw["tenants"]["lerum"]["status_webhook"]["secret_env"]
+    assert "tenants.lerum.status_webhook.secret_env: Field required" in _error(tmp_path, raw, env)
+
+
+def test_the_status_webhook_s_channel_name_is_its_own(tmp_path: Path) -> None:
+    raw = with_outbound_secrets(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+    raw["tenants"]["lerum"]["channels"].append(
+        {"name": "cms-status", "audience": "external", "transport": {"kind": "kafka", "topic": "x"}}
+    )
+    assert "the channel name cms-status is the status webhook's own" in _error(tmp_path, raw)

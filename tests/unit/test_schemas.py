@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import ContentEvent, Image, PublishedNotice
+from schemas.events import ItemStatus
 from schemas.export import SCHEMA_DIR, main, rendered
 from tests.conftest import content_event
 
@@ -137,3 +138,9 @@ def test_the_shipped_deployment_file_is_valid_by_its_json_schema() -> None:
     shipped["tenants"]["lerum"]["policy"]["internal_leed"] = "PT1M"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(shipped, schema)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("item-status-*.json")), ids=lambda p: p.name)
+def test_status_examples_are_what_a_cms_status_webhook_receives(path: Path) -> None:
+    status = ItemStatus.model_validate_json(path.read_text())
+    assert status.status in ("held", "released")
