@@ -31,7 +31,7 @@ from schemas.events import AcceptedEvent, ContentEvent
 from services.gate.content import check
 from services.gate.handler import GateHandler
 from services.gate.tenants import content_rules_of
-from services.runtime import topics
+from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from services.runtime.logs import configure_logging
@@ -109,7 +109,7 @@ def _real_gate(config: Path, events: list[ContentEvent], count: int, workdir: Pa
         env = service_env(broker, workdir, 4, GATEKEEPER_CONFIG=str(config))
         env.update(SECRETS_ENV)
         deployment = load_deployment(config, env)
-        topics.ensure_topics(broker.bootstrap, topics.topics_for(deployment), 4, 1)
+        topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), 4, 1)
         records = _records(events, count)
         write_records(
             broker.bootstrap,

@@ -40,7 +40,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas.events import DeliveryReceipt
-from services.runtime import topics
+from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from tests.harness import (
@@ -174,7 +174,7 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, dict[str, floa
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
         own = [f"bench.{way}.{name}" for name in BASELINES for way in ("in", "out")]
         names = [*topics.topics_for(deployment), "bench.state", "bench.history", *own]
-        topics.ensure_topics(broker.bootstrap, names, PARTITIONS, 1)
+        topic_admin.ensure_topics(broker.bootstrap, names, PARTITIONS, 1)
         items = max(n, m)
         print(f"round {number}: writing {n} inputs for each processor ...", flush=True)
         write_batched(

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.gate_bench import PARTITIONS, print_targets
-from services.runtime import topics
+from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from tests.harness import (
@@ -102,7 +102,7 @@ def measure(store: str, items: int, workdir: Path) -> dict[str, float]:
     with EmbeddedBroker(log_path=workdir / f"broker-{store}.log") as broker:
         env = service_env(broker, workdir / store, PARTITIONS, GATEKEEPER_GATE_STORE=store)
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
-        topics.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
+        topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
         base = f"http://127.0.0.1:{env['GATEKEEPER_GATE_PORT']}"
         log = workdir / f"{store}.log"
         print(f"{store}: {items} items to hold ...", flush=True)

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from services.runtime import topics
+from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from tests.conftest import SECRETS_ENV, content_event
@@ -67,7 +67,7 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
         )
         env.update(SECRETS_ENV)  # post_event signs with the test tenants' secrets
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
-        topics.ensure_topics(broker.bootstrap, topics.topics_for(deployment), 2, 1)
+        topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), 2, 1)
         reader = TopicReader(broker.bootstrap)
         procs = {}
         for name in SERVICES:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
-from services.runtime import topics
+from services.runtime import topic_admin, topics
 from services.runtime.broker import BrokerMissing, EmbeddedBroker, die_with_parent
 from services.runtime.config import (
     ConfigError,
@@ -106,7 +106,7 @@ def _ensure_topics(settings: Settings, deployment: Deployment, bootstrap: str) -
         dead_letters_ms=settings.dead_letters_retention_ms,
         default_ms=settings.topic_retention_ms,
     )
-    topics.ensure_topics(
+    topic_admin.ensure_topics(
         bootstrap,
         topics.topics_for(deployment),
         settings.partitions,

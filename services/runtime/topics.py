@@ -1,13 +1,9 @@
-"""Names of the pipeline's topics, and their creation through the Kafka admin API."""
+"""Names of the pipeline's topics and the settings each is created with.
+
+Pure; ``services.runtime.topic_admin`` creates them through Kafka's admin API.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from services.runtime.config import Deployment, KafkaTransport
 
@@ -28,7 +24,6 @@ __all__ = [
     "RELEASES",
     "STATUS",
     "TopicRetention",
-    "ensure_topics",
     "topic_configs",
     "topics_for",
 ]
@@ -123,45 +118,3 @@ def topic_configs(topic: str, retention: TopicRetention) -> dict[str, str]:
         "retention.ms": str(retention.of(topic)),
         "max.message.bytes": str(MAX_MESSAGE_BYTES),
     }
-
-
-def ensure_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    partitions: int,
-    replication_factor: int,
-    *,
-    retention: TopicRetention | None = None,
-    client: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """Create every named topic that does not exist yet, with its settings; return the new.
-
-    A topic that exists is left as it is: change its settings with Kafka's own
-    tools. *client* holds kafka-python's security arguments.
-    """
-    retention = retention or TopicRetention()
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="gatekeeper-admin", **dict(client or {})
-    )
-    try:
-        existing = set(admin.list_topics())
-        missing = sorted(set(names) - existing)
-        created: list[str] = []
-        for name in missing:
-            try:
-                admin.create_topics(
-                    [
-                        NewTopic(
-                            name,
-                            num_partitions=partitions,
-                            replication_factor=replication_factor,
-                            topic_configs=topic_configs(name, retention),
-                        )
-                    ]
-                )
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
-        return created
-    finally:
-        admin.close()

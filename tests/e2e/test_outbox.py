@@ -12,7 +12,7 @@ from services.runtime.broker import EmbeddedBroker
 from services.runtime.ports import OutboundRecord
 from services.runtime.settings import Settings
 from services.runtime.streams import ProducerOutbox
-from services.runtime.topics import ensure_topics
+from services.runtime.topic_admin import ensure_topics
 
 
 def _read(bootstrap: str, topic: str, count: int) -> list[object]:

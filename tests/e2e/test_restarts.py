@@ -16,7 +16,7 @@ from rocksdict import AccessType, Rdict
 
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.faust_compat import fetched_ends
-from services.runtime.topics import ensure_topics
+from services.runtime.topic_admin import ensure_topics
 from tests.conftest import content_event
 from tests.harness import (
     PROFILES,
