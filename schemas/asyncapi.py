@@ -171,6 +171,25 @@ def _schema(model: Any, schemas: dict[str, Any], name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _topic_binding(address: str) -> dict[str, Any]:
+    """The topic as gatekeeper creates it: partitions (``GATEKEEPER_PARTITIONS``, its
+    default here), cleanup policy, retention and largest record."""
+    from services.runtime.settings import Settings
+    from services.runtime.topics import TopicRetention, topic_configs
+
+    configs = topic_configs(address, TopicRetention())
+    return {
+        "topic": address,
+        "partitions": Settings.model_fields["partitions"].default,
+        "topicConfiguration": {
+            "cleanup.policy": configs["cleanup.policy"].split(","),
+            "retention.ms": int(configs["retention.ms"]),
+            "max.message.bytes": int(configs["max.message.bytes"]),
+        },
+        "bindingVersion": "0.5.0",
+    }
+
+
 def document(version: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     channels: dict[str, Any] = {}
@@ -204,6 +223,7 @@ def document(version: str) -> dict[str, Any]:
             "address": address,
             "description": f"{about} Written by {writers}; read by {readers}.",
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "bindings": {"kafka": _topic_binding(address)},
         }
         reference = {"$ref": f"#/channels/{channel}"}
         message_ref = [{"$ref": f"#/channels/{channel}/messages/{name}"}]
