@@ -10,6 +10,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -54,9 +55,25 @@ def _fail(message: str) -> int:
     return 2
 
 
+#: A shared key is guessed sooner the shorter it is; 32 characters of a random
+#: generator are out of reach. Not refused: the contract sets no length.
+MIN_TOKEN_LENGTH = 32
+SHORT_TOKEN = (
+    f"GATEKEEPER_OPERATOR_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: "
+    "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+
+
+def _short(settings: Settings) -> bool:
+    token = settings.operator_token
+    return token is not None and len(token.get_secret_value()) < MIN_TOKEN_LENGTH
+
+
 def _serve(name: str) -> int:
     settings = load_settings()
     configure_logging(name, settings.log_level)
+    if _short(settings):
+        structlog.get_logger("gatekeeper").warning("auth.short_operator_token", problem=SHORT_TOKEN)
     try:
         deployment = load_deployment(settings.config_path)
     except ConfigError as exc:
@@ -192,6 +209,10 @@ def _up() -> int:
         return _fail(str(exc))
     env = dict(os.environ)
     env.setdefault("GATEKEEPER_DATA_DIR", tempfile.mkdtemp(prefix="gatekeeper-"))
+    generated = None
+    if not settings.operator_token and not settings.operators_file:
+        # A key of this run only, shown once on the terminal that started it.
+        generated = env["GATEKEEPER_OPERATOR_TOKEN"] = secrets.token_urlsafe(32)
     broker: EmbeddedBroker | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -232,12 +253,14 @@ def _up() -> int:
             f"gatekeeper: hold console on http://127.0.0.1:{settings.gate_port}/console",
             flush=True,
         )
-        if not settings.operator_token and not settings.operators_file:
+        if generated:
             print(
                 "gatekeeper: neither GATEKEEPER_OPERATOR_TOKEN nor GATEKEEPER_OPERATORS_FILE "
-                "is set; nobody can log in to the console or release by hand",
+                f"is set; this run's operator key, for the console and the APIs: {generated}",
                 flush=True,
             )
+        elif _short(settings):
+            print(f"gatekeeper: warning: {SHORT_TOKEN}", file=sys.stderr, flush=True)
         if _wait_ready(settings, children, lambda: stopping):
             print("gatekeeper: running; all three ready. Ctrl-C stops everything", flush=True)
         while not stopping:

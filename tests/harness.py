@@ -366,6 +366,7 @@ def start_up(
     ports = {name: free_port() for name in ("ingest", "gate", "publish")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEKEEPER_", "KAFKA_"))}
     env.update(SECRETS_ENV)
+    del env["GATEKEEPER_OPERATOR_TOKEN"]  # as in the README: up makes a key of its own
     env.update({f"GATEKEEPER_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     env.update(GATEKEEPER_DATA_DIR=str(workdir), GATEKEEPER_HOST="127.0.0.1")
     out = workdir / "up.out"

@@ -49,6 +49,14 @@ def test_up_runs_the_pipeline_on_an_embedded_broker_and_stops_everything(
         # "running" is said only once all three answer /readyz.
         for port in ports.values():
             assert _ready(f"http://127.0.0.1:{port}"), f"readyz on {port}"
+        # No key was set, as in the README: up made one for this run and said it once.
+        said = re.search(r"this run's operator key, for the console and the APIs: (\S+)", printed)
+        assert said is not None, printed
+        key = said.group(1)
+        assert len(key) >= 32
+        held = f"http://127.0.0.1:{ports['gate']}/v1/held"
+        assert httpx.get(held, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert httpx.get(held, headers={"Authorization": "Bearer guess"}).status_code == 401
 
         item = unique_item("up")
         topics = TopicReader(broker.group(1))
