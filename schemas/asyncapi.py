@@ -86,6 +86,17 @@ _TOPICS: list[tuple[str, str, Any, str, str, str, dict[str, str]]] = [
         {},
     ),
     (
+        "gate.sessions",
+        "SessionEnded",
+        None,
+        "The gate's own: console sessions logged out (key: the session id; value: "
+        '{"until": the time the session would have ended}), read whole by every gate '
+        "process so that a logout holds on all of them. Internal to the gate.",
+        "gate",
+        "gate",
+        {},
+    ),
+    (
         "gate.releases",
         "ReleaseOrder",
         events.ReleaseOrder,

@@ -7,11 +7,13 @@ that one item's inputs are decided in order. Tables: ``gate-items`` (ItemState
 per item) and ``gate-history`` (each item's decisions, for the console). Out,
 on a producer that batches: ``gate.releases`` (ReleaseOrder),
 ``gate.decisions`` (Decision, the audit trail), ``gate.notifications`` and
-the ticks on ``gate.commands``. HTTP: the operator API and the console.
+the ticks on ``gate.commands``; ``gate.sessions`` (console logouts), which
+every gate process also reads whole. HTTP: the operator API and the console.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +29,9 @@ from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.index import HoldIndex
 from services.gate.machine import ItemState
+from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
+from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
 from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
@@ -35,6 +39,7 @@ from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.mirror import TopicMirror
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
@@ -116,12 +121,22 @@ def build(
     operators = operators or operators_from(settings)
     link = KafkaLink()
     register_link_metric(registry, link)
+    # Logouts every gate process knows: gate.sessions, read whole by each.
+    revocations = KafkaRevocations(producer, clock)
+    mirror = TopicMirror(settings, topics.SESSIONS, revocations.apply)
     web_app = base_app(
-        registry, handler.ready, guard=LoginGuard(operators), unavailable=link.reason
+        registry,
+        lambda: handler.ready() and mirror.caught_up,
+        guard=LoginGuard(operators),
+        unavailable=link.reason,
     )
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)
-    Console(handler, api, operators, deployment.tenants, clock).add_routes(web_app)
+    sessions = Sessions(fernet_key(session_key(settings)), revocations)
+    console = Console(
+        handler, api, operators, deployment.tenants, clock, sessions, oidc_client(settings)
+    )
+    console.add_routes(web_app)
     add_openapi(
         web_app,
         document(
@@ -134,4 +149,38 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
-    return Gate(app=app, services=[web_service, producer, probe], web_app=web_app, handler=handler)
+    services = [web_service, producer, probe, mirror]
+    return Gate(app=app, services=services, web_app=web_app, handler=handler)
+
+
+def session_key(settings: Settings) -> str:
+    """``GATEKEEPER_SESSION_KEY``, else a key made once and kept in the data directory
+    (enough for one gate; replicas need the same key in the variable)."""
+    if settings.session_key is not None:
+        return settings.session_key.get_secret_value()
+    path = settings.data_dir / "gate" / "session.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def oidc_client(settings: Settings) -> OidcClient | None:
+    """The provider's client, when single sign-on is configured (Settings checks that
+    all of it is)."""
+    secret = settings.oidc_client_secret
+    if not (settings.oidc_issuer and settings.oidc_client_id and secret and settings.console_url):
+        return None
+    console = settings.console_url.rstrip("/")
+    return OidcClient(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            client_secret=secret.get_secret_value(),
+            redirect_uri=f"{console}/oidc/callback",
+            post_logout_uri=f"{console}/login",
+            provider_name=settings.oidc_provider_name,
+            roles_claim=settings.oidc_roles_claim,
+        )
+    )

@@ -12,29 +12,41 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import jinja2
+import structlog
 from aiohttp import web
 
 from services.gate import wording
 from services.gate.handler import GateHandler
 from services.gate.machine import Held, ItemState, sender_for
+from services.gate.oidc import LoginRefused, LoginStart, OidcClient
 from services.gate.operator_api import OperatorApi
-from services.gate.sessions import Session, Sessions
+from services.gate.sessions import Principal, Session, Sessions
+from services.gate.sso import identity_of
 from services.runtime.keys import ItemKey, from_segment, path_segment
-from services.runtime.operators import OperatorDirectory
+from services.runtime.operators import Identity, OperatorDirectory, key_digest
 from services.runtime.ports import Clock
 
 __all__ = ["Console"]
 
 COOKIE = "gk_session"
 LOGIN_COOKIE = "gk_login"
+#: The login under way with the provider: state, nonce, PKCE verifier, for 10 minutes.
+STATE_COOKIE = "gk_oidc"
+STATE_TTL_S = 600
+#: A session cookie to write with the page: new, or used again after a while.
+_SET_SESSION = web.RequestKey("set_session", str)
 _ZONE = ZoneInfo("Europe/Stockholm")
+log = structlog.get_logger("gatekeeper.console")
 _CSP = "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'"
 _KINDS = {
     "accepted": "Mottagen",
@@ -78,6 +90,21 @@ def _secure(request: web.Request) -> bool:
     return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The person behind a request, in their live session."""
+
+    session: Session
+    identity: Identity
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf
+
+    def form_ok(self, given: str | None) -> bool:
+        return self.session.form_ok(given)
+
+
 class Console:
     def __init__(
         self,
@@ -86,55 +113,80 @@ class Console:
         operators: OperatorDirectory,
         tenants: Collection[str],
         clock: Clock,
+        sessions: Sessions,
+        oidc: OidcClient | None = None,
     ) -> None:
         self._handler = handler
         self._api = api
         self._operators = operators
         self._tenants = tenants
         self._clock = clock
-        self._sessions = Sessions()
+        self._sessions = sessions
+        self._oidc = oidc
+        #: Nonces of logins finished here lately: a replayed callback is refused.
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/console", self.held)
         app.router.add_get("/console/login", self.login_form)
         app.router.add_post("/console/login", self.login)
         app.router.add_post("/console/logout", self.logout)
+        app.router.add_get("/console/oidc/start", self.sso_start)
+        app.router.add_get("/console/oidc/callback", self.sso_callback)
         app.router.add_get("/console/items/{tenant}/{item_id}", self.item)
         app.router.add_post("/console/items/{tenant}/{item_id}/release", self.release)
         app.router.add_post("/console/items/{tenant}/{item_id}/reject", self.reject)
 
     # -- sessions -----------------------------------------------------------------------
 
-    def _session(self, request: web.Request) -> Session | None:
-        return self._sessions.get(request.cookies.get(COOKIE), self._clock())
+    def _identity(self, principal: Principal) -> Identity | None:
+        """Who the session's person is now: a person removed from the file is nobody."""
+        match principal.kind:
+            case "key":
+                return self._operators.by_digest(principal.value)
+            case "email":
+                return self._operators.by_email(principal.value)
+            case "claims":
+                return Identity(
+                    principal.name, principal.value, frozenset(principal.tenants), principal.role
+                )
+        return None
 
     def _set_cookie(
-        self, response: web.StreamResponse, request: web.Request, name: str, value: str
+        self,
+        response: web.StreamResponse,
+        request: web.Request,
+        name: str,
+        value: str,
+        samesite: str = "Strict",
+        max_age: int | None = None,
     ) -> None:
         response.set_cookie(
             name,
             value,
             path="/console",
             httponly=True,
-            samesite="Strict",
+            samesite=samesite,
             secure=_secure(request),
+            max_age=max_age,
         )
 
-    def _proxied(self, request: web.Request) -> tuple[str, Session] | None:
-        who = self._operators.by_proxy(request.headers, request.remote)
-        return self._sessions.start(who, self._clock()) if who is not None else None
-
-    def _who(self, request: web.Request) -> Session:
-        """The logged-in session, or the way to the login page."""
-        session = self._session(request)
-        if session is not None:
-            return session
-        proxied = self._proxied(request)
-        if proxied is None:
+    def _who(self, request: web.Request) -> Caller:
+        """The logged-in person, or the way to the login page."""
+        now = self._clock()
+        session = self._sessions.open(request.cookies.get(COOKIE), now)
+        identity = self._identity(session.principal) if session is not None else None
+        if session is not None and identity is not None:
+            used = self._sessions.used(session, now)
+            if used is not None:
+                request[_SET_SESSION] = self._sessions.cookie(used)
+            return Caller(used or session, identity)
+        proxied = self._operators.by_proxy(request.headers, request.remote)
+        if proxied is None or proxied.email is None:
             raise web.HTTPSeeOther("/console/login")
-        session_id, session = proxied
-        request["new_session"] = session_id
-        return session
+        session = self._sessions.start(Principal("email", proxied.email), now)
+        request[_SET_SESSION] = self._sessions.cookie(session)
+        return Caller(session, proxied)
 
     def _page(
         self, request: web.Request, template: str, status: int = 200, **context: Any
@@ -151,16 +203,29 @@ class Console:
                 "Referrer-Policy": "no-referrer",
             },
         )
-        if "new_session" in request:
-            self._set_cookie(response, request, COOKIE, request["new_session"])
+        if _SET_SESSION in request:
+            self._set_cookie(response, request, COOKIE, request[_SET_SESSION])
         return response
 
     async def login_form(self, request: web.Request, error: str | None = None) -> web.Response:
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+        provider = self._oidc.config.provider_name if self._oidc else None
         response = self._page(
-            request, "login.html", 401 if error else 200, who=None, csrf=token, error=error
+            request,
+            "login.html",
+            401 if error else 200,
+            who=None,
+            csrf=token,
+            error=error,
+            provider=provider,
         )
         self._set_cookie(response, request, LOGIN_COOKIE, token)
+        return response
+
+    def _logged_in(self, request: web.Request, session: Session) -> web.HTTPSeeOther:
+        response = web.HTTPSeeOther("/console")
+        self._set_cookie(response, request, COOKIE, self._sessions.cookie(session))
+        response.del_cookie(LOGIN_COOKIE, path="/console")
         return response
 
     async def login(self, request: web.Request) -> web.StreamResponse:
@@ -171,21 +236,97 @@ class Console:
             return await self.login_form(request, "Formuläret har gått ut. Försök igen.")
         token = form.get("token")
         who = self._operators.by_token(token) if isinstance(token, str) and token else None
-        if who is None:
+        if who is None or not isinstance(token, str):
             return await self.login_form(request, "Nyckeln stämmer inte.")
-        session_id, _ = self._sessions.start(who, self._clock())
-        response = web.HTTPSeeOther("/console")
-        self._set_cookie(response, request, COOKIE, session_id)
-        response.del_cookie(LOGIN_COOKIE, path="/console")
+        session = self._sessions.start(Principal("key", key_digest(token)), self._clock())
+        raise self._logged_in(request, session)
+
+    async def sso_start(self, request: web.Request) -> web.StreamResponse:
+        """Off to the provider, with state, nonce and the PKCE verifier kept in a cookie
+        that comes back on the provider's redirect (SameSite=Lax: it is another site)."""
+        if self._oidc is None:
+            raise web.HTTPNotFound(text="Inloggning med kommunens konto är inte påslagen.")
+        try:
+            url, started = await self._oidc.start()
+        except (LoginRefused, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("auth.sso_unavailable", problem=str(exc))
+            return await self.login_form(
+                request, "Inloggningstjänsten svarar inte just nu. Försök igen om en stund."
+            )
+        response = web.HTTPSeeOther(url)
+        sealed = self._sessions.seal(asdict(started))
+        self._set_cookie(
+            response, request, STATE_COOKIE, sealed, samesite="Lax", max_age=STATE_TTL_S
+        )
         raise response
+
+    async def sso_callback(self, request: web.Request) -> web.StreamResponse:
+        if self._oidc is None:
+            raise web.HTTPNotFound(text="Inloggning med kommunens konto är inte påslagen.")
+        kept = self._sessions.unseal(request.cookies.get(STATE_COOKIE), STATE_TTL_S)
+        state, code = request.query.get("state", ""), request.query.get("code", "")
+        try:
+            if kept is None:
+                raise LoginRefused("no login under way in this browser, or it took too long")
+            started = LoginStart(**kept)
+            if not state or not _same(state, started.state):
+                raise LoginRefused("the state does not match the login under way")
+            if started.nonce in self._finished:
+                raise LoginRefused("this login was finished before")
+            if not code:
+                raise LoginRefused(f"the provider answered {request.query.get('error', '?')}")
+            claims, id_token = await self._oidc.finish(code, started)
+        except (LoginRefused, aiohttp.ClientError, TimeoutError, TypeError) as exc:
+            log.warning("auth.sso_refused", problem=str(exc))
+            return await self.login_form(request, "Inloggningen gick inte igenom. Försök igen.")
+        self._remember(started.nonce)
+        config = self._oidc.config
+        identity = identity_of(claims, self._operators.by_email, self._tenants, config.roles_claim)
+        if identity is None or identity.email is None:
+            log.warning("auth.sso_unknown_person")
+            response = self._page(request, "unknown.html", 403, who=None)
+            response.del_cookie(STATE_COOKIE, path="/console")
+            return response
+        if self._operators.by_email(identity.email) is not None:
+            principal = Principal("email", identity.email)
+        else:
+            tenants = tuple(sorted(identity.tenants)) if identity.tenants != "*" else ()
+            principal = Principal("claims", identity.email, identity.name, tenants, identity.role)
+        session = self._sessions.start(principal, self._clock(), id_token)
+        log.info("auth.sso_login", operator=identity.name)
+        # A page, not a redirect: a browser arriving from the provider's site sends no
+        # SameSite=Strict cookie along a redirect chain that began there; this page's
+        # own step to /console is same-site, so the new session's cookie goes with it.
+        response = self._page(request, "signed_in.html", who=None)
+        self._set_cookie(response, request, COOKIE, self._sessions.cookie(session))
+        response.del_cookie(STATE_COOKIE, path="/console")
+        response.del_cookie(LOGIN_COOKIE, path="/console")
+        return response
+
+    def _remember(self, nonce: str) -> None:
+        self._finished[nonce] = None
+        while len(self._finished) > 10_000:
+            self._finished.popitem(last=False)
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         # Always ends the session, even from a page older than the form's token: a
         # person who asks to be logged out is (a forged logout costs only a login).
-        self._sessions.end(request.cookies.get(COOKIE))
-        response = web.HTTPSeeOther("/console/login")
-        response.del_cookie(COOKIE, path="/console")
-        raise response
+        session = self._sessions.open(request.cookies.get(COOKIE), self._clock())
+        at_provider = None
+        if session is not None:
+            await self._sessions.end(session)
+            if session.id_token and self._oidc is not None:
+                at_provider = await self._oidc.logout_url(session.id_token)
+        if at_provider is None or self._oidc is None:
+            back = web.HTTPSeeOther("/console/login")
+            back.del_cookie(COOKIE, path="/console")
+            raise back
+        # On to the provider's logout by a page, not a redirect: a form's redirect to
+        # another site is what the page's form-action 'self' forbids.
+        name = self._oidc.config.provider_name
+        page = self._page(request, "signed_out.html", who=None, next=at_provider, provider=name)
+        page.del_cookie(COOKIE, path="/console")
+        return page
 
     # -- pages --------------------------------------------------------------------------
 
@@ -249,7 +390,7 @@ class Console:
         )
 
     def _item_page(
-        self, request: web.Request, session: Session, key: ItemKey, error: str | None = None
+        self, request: web.Request, session: Caller, key: ItemKey, error: str | None = None
     ) -> web.Response:
         state = self._handler.state(key)
         now = self._clock()
@@ -279,7 +420,7 @@ class Console:
             error=error,
         )
 
-    def _key(self, request: web.Request, session: Session) -> ItemKey:
+    def _key(self, request: web.Request, session: Caller) -> ItemKey:
         key = ItemKey(request.match_info["tenant"], from_segment(request.match_info["item_id"]))
         if key.tenant not in self._tenants or not session.identity.acts_for(key.tenant):
             raise web.HTTPNotFound(text="Hittades inte.")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Annotated, Literal
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -29,6 +31,7 @@ __all__ = [
     "OperatorDirectory",
     "OperatorsFileError",
     "Role",
+    "key_digest",
     "load_operators",
     "operators_from",
 ]
@@ -37,6 +40,8 @@ Role = Literal["viewer", "publisher"]
 #: The tenants of the shared operator token: every one.
 ALL_TENANTS: Literal["*"] = "*"
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+log = structlog.get_logger("gatekeeper.operators")
 
 
 class OperatorsFileError(Exception):
@@ -50,7 +55,8 @@ class _Operator(BaseModel):
     email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     tenants: tuple[str, ...] = Field(min_length=1)
     role: Role
-    token_sha256: Sha256
+    #: None: the person logs in only through single sign-on.
+    token_sha256: Sha256 | None = None
 
 
 class _OperatorsFile(BaseModel):
@@ -81,36 +87,83 @@ class Identity:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).hexdigest().encode()
+    return key_digest(token).encode()
+
+
+def key_digest(token: str) -> str:
+    """The SHA-256 of a key, as the operators file keeps it (hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: How often, at most, the operators file is looked at for a change.
+RELOAD_EVERY_S = 1.0
 
 
 class OperatorDirectory:
-    """Finds the person behind a bearer token, or behind a trusted proxy's header."""
+    """Finds the person behind a bearer token, an e-mail a provider or a trusted proxy
+    vouches for; re-reads its file when the file changes."""
 
     def __init__(
         self,
-        operators: Sequence[tuple[Identity, str]] = (),
+        operators: Sequence[tuple[Identity, str | None]] = (),
         *,
         shared_token: str | None = None,
         proxy_header: str | None = None,
         proxy_networks: Sequence[IPv4Network | IPv6Network] = (),
+        path: Path | None = None,
     ) -> None:
-        self._by_digest = [(identity, digest.encode()) for identity, digest in operators]
-        if shared_token:
-            shared = Identity("operator", None, ALL_TENANTS, "publisher")
-            self._by_digest.append((shared, _digest(shared_token)))
-        self._by_email = {i.email.lower(): i for i, _ in operators if i.email}
+        self._shared = (
+            (Identity("operator", None, ALL_TENANTS, "publisher"), _digest(shared_token))
+            if shared_token
+            else None
+        )
+        self._use(operators)
         self.proxy_header = proxy_header
         self._proxy_networks = tuple(proxy_networks)
+        self._path = path
+        self._stamp = _stamp(path)
+        self._checked = time.monotonic()
+
+    def _use(self, operators: Sequence[tuple[Identity, str | None]]) -> None:
+        by_digest = [(i, d.encode()) for i, d in operators if d is not None]
+        self._by_digest = by_digest + ([self._shared] if self._shared else [])
+        self._by_email = {i.email.lower(): i for i, _ in operators if i.email}
+
+    def _fresh(self) -> None:
+        """Re-read the file if it changed (a Kubernetes Secret updated in place); a
+        broken file keeps the operators known before and says why in the log."""
+        if self._path is None or time.monotonic() - self._checked < RELOAD_EVERY_S:
+            return
+        self._checked = time.monotonic()
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            operators = _read(self._path)
+        except OperatorsFileError as exc:
+            log.error("operators.reload_failed", problem=str(exc))
+            return
+        self._use(operators)
+        log.info("operators.reloaded", operators=len(operators))
 
     def by_token(self, token: str) -> Identity | None:
         """Compared in constant time against every entry, whichever matches."""
-        digest = _digest(token)
+        return self.by_digest(_digest(token).decode())
+
+    def by_digest(self, digest: str) -> Identity | None:
+        """The person whose key has this SHA-256 (hex), compared in constant time."""
+        self._fresh()
         found: Identity | None = None
         for identity, expected in self._by_digest:
-            if hmac.compare_digest(digest, expected) and found is None:
+            if hmac.compare_digest(digest.encode(), expected) and found is None:
                 found = identity
         return found
+
+    def by_email(self, email: str) -> Identity | None:
+        """The person of the file with this e-mail, whatever its case."""
+        self._fresh()
+        return self._by_email.get(email.strip().lower())
 
     def by_authorization(self, authorization: str | None) -> Identity | None:
         scheme, _, given = (authorization or "").partition(" ")
@@ -124,8 +177,8 @@ class OperatorDirectory:
         who sends the header is not believed."""
         if self.proxy_header is None or not self._trusted(peer):
             return None
-        email = headers.get(self.proxy_header, "").strip().lower()
-        return self._by_email.get(email) if email else None
+        email = headers.get(self.proxy_header, "").strip()
+        return self.by_email(email) if email else None
 
     def _trusted(self, peer: str | None) -> bool:
         return _within(peer, self._proxy_networks)
@@ -159,7 +212,25 @@ def load_operators(
     proxy_networks: Sequence[IPv4Network | IPv6Network] = (),
 ) -> OperatorDirectory:
     """The operators of *path* (none when None), plus the shared token's publisher."""
-    entries: list[tuple[Identity, str]] = []
+    return OperatorDirectory(
+        _read(path) if path is not None else [],
+        shared_token=shared_token,
+        proxy_header=proxy_header,
+        proxy_networks=proxy_networks,
+        path=path,
+    )
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        found = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_size) if found is not None else None
+
+
+def _read(path: Path) -> list[tuple[Identity, str | None]]:
+    entries: list[tuple[Identity, str | None]] = []
     if path is not None:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -179,12 +250,7 @@ def load_operators(
         for op in parsed.operators:
             identity = Identity(op.name, op.email, frozenset(op.tenants), op.role)
             entries.append((identity, op.token_sha256))
-    return OperatorDirectory(
-        entries,
-        shared_token=shared_token,
-        proxy_header=proxy_header,
-        proxy_networks=proxy_networks,
-    )
+    return entries
 
 
 def operators_from(settings: Settings) -> OperatorDirectory:

@@ -58,8 +58,31 @@ class Settings(BaseSettings):
     trusted_proxy_ips: str | None = Field(
         default=None, validation_alias=_env("GATEKEEPER_TRUSTED_PROXY_IPS")
     )
-    #: The console's public address, for links in notifications.
+    #: The console's public address, ending in /console: links in notifications and
+    #: single sign-on's redirect URI ({console_url}/oidc/callback).
     console_url: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_CONSOLE_URL"))
+    #: Single sign-on with OpenID Connect: the provider (discovery from
+    #: {issuer}/.well-known/openid-configuration) and the console's client there.
+    oidc_issuer: str | None = Field(default=None, validation_alias=_env("GATEKEEPER_OIDC_ISSUER"))
+    oidc_client_id: str | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_OIDC_CLIENT_ID")
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_OIDC_CLIENT_SECRET")
+    )
+    #: A claim whose values gatekeeper.<tenant>.<role> grant access (Entra ID app roles).
+    oidc_roles_claim: str | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_OIDC_ROLES_CLAIM")
+    )
+    #: The provider's name on the login button: "Logga in med <name>".
+    oidc_provider_name: str = Field(
+        default="kommunens konto", validation_alias=_env("GATEKEEPER_OIDC_PROVIDER_NAME")
+    )
+    #: Encrypts and signs console sessions, so any gate process, after any restart,
+    #: knows them; every replica needs the same. Unset: a key kept in the data dir.
+    session_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("GATEKEEPER_SESSION_KEY")
+    )
     #: The broker is the embedded single-node one (short group timeouts, one
     #: record per produce batch so its offsets answer truthfully).
     embedded_broker: bool = Field(
@@ -160,7 +183,7 @@ class Settings(BaseSettings):
                 "name the proxy's addresses, or anyone who reaches the service could send the "
                 "header"
             )
-        problem = _security_problem(self)
+        problem = _security_problem(self) or _oidc_problem(self)
         if problem:
             raise ValueError(problem)
         if self.kafka_heartbeat_interval * 3 > self.kafka_session_timeout:
@@ -230,3 +253,28 @@ def load_settings() -> Settings:
             for error in exc.errors()
         )
         raise SettingsError(f"environment: {problems}") from None
+
+
+def _oidc_problem(settings: Settings) -> str | None:
+    """Single sign-on is all three of issuer, client id and secret, and a console address
+    the provider can send the person back to."""
+    names = {
+        "GATEKEEPER_OIDC_ISSUER": settings.oidc_issuer,
+        "GATEKEEPER_OIDC_CLIENT_ID": settings.oidc_client_id,
+        "GATEKEEPER_OIDC_CLIENT_SECRET": settings.oidc_client_secret,
+    }
+    if settings.session_key is not None and len(settings.session_key.get_secret_value()) < 32:
+        return "GATEKEEPER_SESSION_KEY must be at least 32 characters"
+    given = [name for name, value in names.items() if value]
+    if not given:
+        return None
+    if len(given) < len(names):
+        missing = ", ".join(name for name in names if name not in given)
+        return f"single sign-on needs {', '.join(names)}: {missing} is not set"
+    url = settings.console_url or ""
+    if not url.rstrip("/").endswith("/console") or not url.startswith(("https://", "http://")):
+        return (
+            "GATEKEEPER_CONSOLE_URL must be the console's public address ending in /console "
+            "(the provider sends people back to {GATEKEEPER_CONSOLE_URL}/oidc/callback)"
+        )
+    return None

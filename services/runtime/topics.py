@@ -22,6 +22,7 @@ __all__ = [
     "RECEIPTS",
     "RECORDED_HEADER",
     "RELEASES",
+    "SESSIONS",
     "STATUS",
     "TopicRetention",
     "topic_configs",
@@ -39,6 +40,7 @@ DECISIONS = "gate.decisions"  # Decision: the audit trail
 NOTIFICATIONS = "gate.notifications"  # Notification: e-mails about held items, for publish
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 STATUS = "gate.status"  # ItemStatus: what the CMS's status webhook is told, for publish
+SESSIONS = "gate.sessions"  # console sessions logged out, read whole by every gate process
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
@@ -55,6 +57,7 @@ PIPELINE_TOPICS = (
     DECISIONS,
     NOTIFICATIONS,
     STATUS,
+    SESSIONS,
     RELEASES,
     RECEIPTS,
     PUBLISH_ARCHIVE,

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from services.runtime.broker import EmbeddedBroker, free_port
+from tests.e2e.chromium import open_browser
 from tests.e2e.cutting_proxy import CuttingProxy
 from tests.harness import Pipeline, TopicReader, pipeline_iter
 
@@ -75,3 +77,9 @@ def cut_pipeline(
     """Services started as the chart starts them, reaching the broker through the proxy."""
     _, proxy = cut_broker
     yield from pipeline_iter(tmp_path, f"127.0.0.1:{proxy.port}", profile="separate")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One headless Chromium for a module's tests."""
+    yield from open_browser()

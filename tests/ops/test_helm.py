@@ -444,3 +444,42 @@ def test_only_the_gate_may_write_gate_commands_and_only_ingest_cms_accepted() ->
                 assert "Write" not in acl["operations"] or acl["resource"]["name"].startswith(
                     "gatekeeper-"
                 ), "no service may write a pipeline topic by prefix"
+
+
+def test_single_sign_on_comes_from_values_its_secret_from_the_secret() -> None:
+    values = {
+        "operators": {
+            "consoleUrl": "https://publicering.lerum.se/console",
+            "oidc": {
+                "issuer": "https://login.microsoftonline.com/tenant-id/v2.0",
+                "clientId": "gatekeeper-console",
+                "providerName": "Lerums konto",
+                "rolesClaim": "roles",
+            },
+        }
+    }
+    manifests = _render(values)
+    pod, env = _gate(manifests)
+    assert env["GATEKEEPER_OIDC_ISSUER"] == "https://login.microsoftonline.com/tenant-id/v2.0"
+    assert env["GATEKEEPER_OIDC_CLIENT_ID"] == "gatekeeper-console"
+    assert env["GATEKEEPER_OIDC_PROVIDER_NAME"] == "Lerums konto"
+    assert env["GATEKEEPER_OIDC_ROLES_CLAIM"] == "roles"
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in pod["containers"][0]["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert refs["GATEKEEPER_OIDC_CLIENT_SECRET"]["key"] == "GATEKEEPER_OIDC_CLIENT_SECRET"
+    assert refs["GATEKEEPER_SESSION_KEY"]["optional"] is True
+    egress = [
+        sorted(p["port"] for p in rule["ports"]) for rule in _policy(manifests, "gate")["egress"]
+    ]
+    assert [443] in egress, "the gate reaches the provider"
+    _, plain = _gate(_render(None))
+    assert "GATEKEEPER_OIDC_ISSUER" not in plain
+    assert [443] not in [
+        sorted(p["port"] for p in rule["ports"])
+        for rule in _policy(_render(None), "gate")["egress"]
+    ]
+    with pytest.raises(Exception, match="clientId"):
+        _render({"operators": {"oidc": {"issuer": "https://login.example"}}})

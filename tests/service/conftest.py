@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.gate.sessions import MemoryRevocations, Sessions, fernet_key
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
 from tests.conftest import SECRETS_ENV, with_outbound_secrets
 
@@ -62,3 +63,8 @@ def webhook_deployment(tmp_path: Path) -> Callable[[str], Deployment]:
         return load_deployment(path, SECRETS_ENV)
 
     return make
+
+
+def memory_sessions(key: str = "a-session-key-for-tests-only-0123456789") -> Sessions:
+    """Console sessions with a fixed key and this process's revocations."""
+    return Sessions(fernet_key(key), MemoryRevocations())

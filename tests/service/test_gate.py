@@ -24,7 +24,7 @@ from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.conftest import OPERATOR_TOKEN, content_event
 from tests.harness import memory_gate
-from tests.service.conftest import FakeClock, sha256
+from tests.service.conftest import FakeClock, memory_sessions, sha256
 
 ANNA = Identity("Anna Andersson", "anna.andersson@lerum.se", frozenset({"lerum"}), "publisher")
 VIKTOR = Identity("Viktor Viewer", "viktor@lerum.se", frozenset({"lerum"}), "viewer")
@@ -225,7 +225,9 @@ def _console(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Applic
     app = web.Application()
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     api.add_routes(app)
-    Console(gate.handler, api, OPERATORS, deployment.tenants, clock).add_routes(app)
+    Console(gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(
+        app
+    )
     return app
 
 

@@ -17,7 +17,7 @@ from services.gate.operator_api import OperatorApi
 from services.runtime.config import Deployment
 from services.runtime.throttle import Throttle
 from services.runtime.web import LoginGuard, base_app
-from tests.service.conftest import FakeClock
+from tests.service.conftest import FakeClock, memory_sessions
 from tests.service.test_gate import OPERATORS, Gate, _hold, _login
 
 GUESS = "guessed-token-ÅÄÖ-1234"
@@ -28,7 +28,9 @@ def _app(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Applicatio
     app = base_app(CollectorRegistry(), lambda: True, guard=guard)
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     api.add_routes(app)
-    Console(gate.handler, api, OPERATORS, deployment.tenants, clock).add_routes(app)
+    Console(gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(
+        app
+    )
     return app
 
 

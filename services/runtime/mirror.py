@@ -1,0 +1,91 @@
+"""A topic read whole, from its start, by every process that needs all of it.
+
+A consumer of its own, in no group: it is assigned every partition, reads each
+from the beginning and then follows it, handing each record to ``apply``. It
+counts as caught up once it has read, on every partition, to the end a fetch
+reported (the high watermark), not to what ListOffsets answers: some brokers
+answer the last batch's base offset + 1 there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.runtime.kafka_security import KafkaSecurity
+from services.runtime.settings import Settings
+
+__all__ = ["TopicMirror"]
+
+
+class TopicMirror(mode.Service):
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        apply: Callable[[bytes | None, bytes | None], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._topic = topic
+        self._apply = apply
+        self._consumer: AIOKafkaConsumer | None = None
+        self.caught_up = False
+
+    async def _open(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"gatekeeper-mirror-{self._topic}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            **KafkaSecurity.of(self._settings).client_kwargs(),
+        )
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(self._topic)
+        while not partitions:
+            await asyncio.sleep(0.2)
+            await consumer.topics()  # fresh metadata
+            partitions = consumer.partitions_for_topic(self._topic)
+        consumer.assign([TopicPartition(self._topic, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
+        return consumer
+
+    async def _check_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)  # None until a fetch has answered
+            if end is None or await consumer.position(tp) < end:
+                return
+        self.caught_up = True
+
+    @mode.Service.task
+    async def _follow(self) -> None:
+        while not self.should_stop:
+            try:
+                if self._consumer is None:
+                    self._consumer = await self._open()
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        self._apply(record.key, record.value)
+                if not self.caught_up:
+                    await self._check_caught_up(self._consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the broker away: open afresh and read on
+                await self._close()
+                await self.sleep(1.0)
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def on_stop(self) -> None:
+        await self._close()
