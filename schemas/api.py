@@ -15,12 +15,14 @@ __all__ = [
     "EventAccepted",
     "EventDuplicate",
     "FieldError",
+    "FollowUpAnswer",
     "HeldPage",
     "HeldRow",
     "Problem",
     "Readiness",
     "Reason",
     "RedeliveryRequested",
+    "UnitFigures",
 ]
 
 
@@ -122,3 +124,34 @@ class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1)
+
+
+class UnitFigures(_Answer):
+    """One unit's figures for one month (CONTRACT 5, "Follow-up")."""
+
+    unit: str
+    #: External item versions released (by the rule, by a person or in a crisis).
+    external_released: int = 0
+    #: Time from the internal notice's delivery to the external release, seconds.
+    internal_lead_median_s: float | None = None
+    internal_lead_p90_s: float | None = None
+    #: Item versions held, and by each reason.
+    held: int = 0
+    held_by_reason: dict[str, int] = Field(default_factory=dict)
+    #: How long a hold lasted before its release, seconds.
+    held_median_s: float | None = None
+    escalated: int = 0
+    overridden: int = 0
+    rejected_by_operator: int = 0
+    crisis: int = 0
+    #: External item versions with a content finding, by rule.
+    findings_by_rule: dict[str, int] = Field(default_factory=dict)
+    retracted: int = 0
+
+
+class FollowUpAnswer(_Answer):
+    """``GET /v1/follow-up``: one tenant's month, per unit of the events."""
+
+    tenant: str
+    month: str = Field(description="YYYY-MM, in Europe/Stockholm")
+    units: list[UnitFigures]

@@ -260,6 +260,11 @@ class Decision(Immutable):
     operator_email: str | None = None
     #: The content rules the version breaks, blocking or warning, with how to fix them.
     findings: list[ContentFinding] = Field(default_factory=list)
+    #: The unit of the event the decision is about (identity numbers masked): follow-up
+    #: counts per unit.
+    unit: str | None = None
+    #: An external release: seconds since the item's internal notice was delivered.
+    internal_lead_s: float | None = None
 
 
 class Notification(Immutable):

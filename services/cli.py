@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -355,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("file", type=Path, help="a ContentEvent v1 JSON file")
     send.add_argument("--tenant", required=True, help="the tenant whose secret signs it")
     send.add_argument("--url", help="ingest's base URL (default: this machine's ingest port)")
+    follow = sub.add_parser("follow-up", help="the follow-up figures, from the audit trail")
+    follow.add_argument("action", choices=["rebuild"])
+    follow.add_argument("--tenant", required=True)
+    follow.add_argument("--month", required=True, help="YYYY-MM, in Europe/Stockholm")
     config = sub.add_parser("config", help="check a deployment file")
     config.add_argument("action", choices=["check"])
     config.add_argument("file", type=Path, help="the deployment file (YAML)")
@@ -374,7 +378,63 @@ def _run(args: argparse.Namespace) -> int:
         return _dead_letters(args.action, args.delivery_id, args.url, args.tenant)
     if args.command == "config":
         return _check_config(args.file)
+    if args.command == "follow-up":
+        return _rebuild_follow_up(args.tenant, args.month)
     return _serve(args.service)
+
+
+def _read_to_end(consumer: Any, tp: Any) -> bool:
+    end = consumer.highwater(tp)  # None until a fetch has answered for it
+    return end is not None and consumer.position(tp) >= end
+
+
+def _rebuild_follow_up(tenant: str, month: str) -> int:
+    """Read gate.decisions from its beginning to the end a fetch reports, fold it as the
+    gate does, and print the month's figures as GET /v1/follow-up answers them."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.api import FollowUpAnswer
+    from schemas.events import Decision
+    from services.gate.followup import FollowUp
+
+    settings = load_settings()
+    if not settings.kafka_bootstrap_servers:
+        return _fail("KAFKA_BOOTSTRAP_SERVERS is not set")
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        **KafkaSecurity.of(settings).client_kwargs(),
+    )
+    followup = FollowUp()
+    try:
+        parts = consumer.partitions_for_topic(topics.DECISIONS) or set()
+        assigned = [TopicPartition(topics.DECISIONS, p) for p in sorted(parts)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    try:
+                        followup.add(Decision.model_validate_json(record.value or b""))
+                    except ValueError:
+                        continue
+            ends = [consumer.highwater(tp) for tp in assigned]
+            if all(
+                e is not None and consumer.position(tp) >= e
+                for e, tp in zip(ends, assigned, strict=True)
+            ):
+                break
+        else:
+            return _fail("gate.decisions could not be read to its end within 120 s")
+    finally:
+        consumer.close()
+    answer = FollowUpAnswer(tenant=tenant, month=month, units=followup.figures(tenant, month))
+    print(answer.model_dump_json(indent=2))
+    return 0
 
 
 def _check_config(path: Path) -> int:

@@ -91,7 +91,7 @@ def make_event() -> Callable[..., dict[str, Any]]:
 _TIERS = {"unit": "unit", "service": "service", "fuzz": "fuzz", "e2e": "e2e", "image": "image"}
 _TIERS["ops"] = "ops"
 _SLOW = {"test_faults.py", "test_restarts.py", "test_outage.py", "test_separate_broker.py"}
-_BROWSER = {"test_console.py"}
+_BROWSER = {"test_console.py", "test_sso.py", "test_followup.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -22,9 +22,13 @@ import faust
 import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
-from services.gate import operator_api
+from schemas.events import Decision
+from services.gate import followup_api, operator_api
 from services.gate.console import Console
+from services.gate.followup import FollowUp
+from services.gate.followup_api import FollowUpApi
 from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.index import HoldIndex
@@ -133,24 +137,47 @@ def build(
     api = OperatorApi(handler, operators, deployment.tenants)
     api.add_routes(web_app)
     sessions = Sessions(fernet_key(session_key(settings)), revocations)
+    # Follow-up: the audit trail read whole by every gate process, folded per month.
+    followup = FollowUp()
+    trail = TopicMirror(settings, topics.DECISIONS, lambda _, value: _follow(followup, value))
     console = Console(
-        handler, api, operators, deployment.tenants, clock, sessions, oidc_client(settings)
+        handler,
+        api,
+        operators,
+        deployment.tenants,
+        clock,
+        sessions,
+        oidc_client(settings),
+        followup=followup,
+        followup_ready=lambda: trail.caught_up,
     )
     console.add_routes(web_app)
+    FollowUpApi(followup, lambda: trail.caught_up, operators, deployment.tenants).add_routes(
+        web_app
+    )
     add_openapi(
         web_app,
         document(
             "gatekeeper gate",
             package_version(),
             "The operator API: what is held and why, released or rejected by a person.",
-            operator_api.OPERATIONS,
+            (*operator_api.OPERATIONS, *followup_api.OPERATIONS),
             tenants=sorted(deployment.tenants),
         ),
     )
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
-    services = [web_service, producer, probe, mirror]
+    services = [web_service, producer, probe, mirror, trail]
     return Gate(app=app, services=services, web_app=web_app, handler=handler)
+
+
+def _follow(followup: FollowUp, value: bytes | None) -> None:
+    """One record of the audit trail into the follow-up; one that is not a decision
+    (none should be) is skipped."""
+    try:
+        followup.add(Decision.model_validate_json(value or b""))
+    except ValidationError:
+        return
 
 
 def session_key(settings: Settings) -> str:

@@ -11,9 +11,10 @@ are audited with the person's name.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ import structlog
 from aiohttp import web
 
 from services.gate import wording
+from services.gate.followup import FollowUp, to_csv
 from services.gate.handler import GateHandler
 from services.gate.machine import Held, ItemState, sender_for
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
@@ -72,13 +74,7 @@ def _when(at: datetime) -> str:
 
 
 def _age(since: datetime, now: datetime) -> str:
-    minutes = max(int((now - since).total_seconds() // 60), 0)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days} dygn"] if days else []
-    parts += [f"{hours} h"] if hours else []
-    parts += [f"{minutes} min"] if minutes or not parts else []
-    return " ".join(parts)
+    return _duration(max((now - since).total_seconds(), 0.0))
 
 
 def _same(given: str, expected: str) -> bool:
@@ -115,7 +111,11 @@ class Console:
         clock: Clock,
         sessions: Sessions,
         oidc: OidcClient | None = None,
+        followup: FollowUp | None = None,
+        followup_ready: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._followup = followup or FollowUp()
+        self._followup_ready = followup_ready
         self._handler = handler
         self._api = api
         self._operators = operators
@@ -133,6 +133,8 @@ class Console:
         app.router.add_post("/console/logout", self.logout)
         app.router.add_get("/console/oidc/start", self.sso_start)
         app.router.add_get("/console/oidc/callback", self.sso_callback)
+        app.router.add_get("/console/uppfoljning", self.follow_up)
+        app.router.add_get("/console/uppfoljning.csv", self.follow_up_csv)
         app.router.add_get("/console/items/{tenant}/{item_id}", self.item)
         app.router.add_post("/console/items/{tenant}/{item_id}/release", self.release)
         app.router.add_post("/console/items/{tenant}/{item_id}/reject", self.reject)
@@ -456,3 +458,93 @@ class Console:
         if request_id is None:
             return self._item_page(request, session, key, "Inget väntar längre för den här posten.")
         raise web.HTTPSeeOther(f"/console?klart={status}")
+
+    # -- follow-up ----------------------------------------------------------------------
+
+    def _month_and_tenant(self, request: web.Request, caller: Caller) -> tuple[str, str]:
+        visible = caller.identity.visible(sorted(self._tenants))
+        if not visible:
+            raise web.HTTPNotFound(text="Hittades inte.")
+        tenant = request.query.get("tenant") or visible[0]
+        if tenant not in visible:
+            raise web.HTTPNotFound(text="Hittades inte.")
+        month = request.query.get("month", "")
+        if not _MONTH.match(month):
+            month = self._clock().astimezone(_ZONE).strftime("%Y-%m")
+        return tenant, month
+
+    async def follow_up(self, request: web.Request) -> web.Response:
+        caller = self._who(request)
+        tenant, month = self._month_and_tenant(request, caller)
+        rows = self._followup.figures(tenant, month)
+        policy = self._handler.policy(tenant)
+        year, number = month.split("-")
+        reasons: dict[str, int] = {}
+        findings: dict[str, int] = {}
+        for row in rows:
+            for reason, count in row.held_by_reason.items():
+                text = wording.reason_text(reason)
+                reasons[text] = reasons.get(text, 0) + count
+            for rule, count in row.findings_by_rule.items():
+                findings[rule] = findings.get(rule, 0) + count
+        return self._page(
+            request,
+            "followup.html",
+            who=caller.identity,
+            csrf=caller.csrf,
+            tenant=tenant,
+            tenants=caller.identity.visible(sorted(self._tenants)),
+            organization=policy.organization if policy else tenant,
+            month=month,
+            month_name=f"{_MONTHS[int(number) - 1]} {year}",
+            ready=self._followup_ready(),
+            units=[
+                {
+                    **row.model_dump(),
+                    "lead_median": _duration(row.internal_lead_median_s),
+                    "lead_p90": _duration(row.internal_lead_p90_s),
+                    "held_median": _duration(row.held_median_s),
+                }
+                for row in rows
+            ],
+            lead_rows=[
+                (row.unit, round(row.internal_lead_median_s / 3600, 1))
+                for row in rows
+                if row.internal_lead_median_s is not None
+            ],
+            reason_rows=sorted(reasons.items(), key=lambda r: -r[1]),
+            finding_rows=sorted(findings.items(), key=lambda r: -r[1]),
+        )
+
+    async def follow_up_csv(self, request: web.Request) -> web.Response:
+        caller = self._who(request)
+        tenant, month = self._month_and_tenant(request, caller)
+        return web.Response(
+            body=to_csv(tenant, month, self._followup.figures(tenant, month)),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="uppfoljning-{tenant}-{month}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTHS = [
+    "januari", "februari", "mars", "april", "maj", "juni",
+    "juli", "augusti", "september", "oktober", "november", "december",
+]  # fmt: skip
+
+
+def _duration(seconds: float | None) -> str:
+    """A duration as a communicator reads it: "2 dygn 3 h", "45 min", a dash for none."""
+    if seconds is None:
+        return "–"
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} dygn"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes or not parts else []
+    return " ".join(parts)

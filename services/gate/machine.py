@@ -35,6 +35,7 @@ from schemas.events import (
     Sender,
     Tick,
 )
+from services.runtime.identity_numbers import mask_identity_numbers
 
 __all__ = [
     "AWAITING_INTERNAL_LEAD",
@@ -178,6 +179,7 @@ def _decision(
     operator_reason: str | None = None,
     operator: str | None = None,
     operator_email: str | None = None,
+    internal_lead_s: float | None = None,
 ) -> Decision:
     return Decision(
         decision_id=_id(trigger, kind, audience, version),
@@ -199,6 +201,8 @@ def _decision(
         operator_reason=operator_reason,
         operator=operator,
         operator_email=operator_email,
+        unit=mask_identity_numbers(held.event.unit) if held else None,
+        internal_lead_s=internal_lead_s,
     )
 
 
@@ -330,6 +334,7 @@ def _release(
     operator_email: str | None = None,
 ) -> ItemState:
     event = held.event
+    told = state.internal_delivered_at
     decision = _decision(
         kind,
         state,
@@ -346,6 +351,11 @@ def _release(
         operator_reason=operator_reason,
         operator=operator,
         operator_email=operator_email,
+        internal_lead_s=(
+            (now - told).total_seconds()
+            if audience == "external" and event.action == "publish" and told is not None
+            else None
+        ),
     )
     out.decisions.append(decision)
     out.releases.append(_order(decision, event, event.channels, policy, now, audience))

@@ -19,7 +19,7 @@ from services.gate import paging, wording
 from services.gate.handler import GateHandler
 from services.gate.machine import ItemState
 from services.runtime.keys import ItemKey, from_segment
-from services.runtime.openapi import Answer, Operation, Param
+from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
@@ -63,9 +63,9 @@ OPERATIONS = (
         (
             Answer(200, "a page", HeldPage),
             Answer(400, "a bad limit or cursor: errors names it"),
-            Answer(401, "no key, or a wrong one"),
+            NO_KEY,
             Answer(404, "a tenant the caller does not act for"),
-            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+            THROTTLED,
         ),
         params=(
             Param("tenant", "query", "only this tenant's"),
@@ -90,11 +90,11 @@ OPERATIONS = (
             (
                 Answer(200, "decided", Decided),
                 Answer(202, "requested; the gate decides it in the item's order", Decided),
-                Answer(401, "no key, or a wrong one"),
+                NO_KEY,
                 Answer(403, "a viewer: only a publisher may"),
                 Answer(404, "nothing held for this item, or not the caller's tenant"),
                 Answer(422, "no reason given"),
-                Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+                THROTTLED,
             ),
             params=_ITEM,
             body=Reason,

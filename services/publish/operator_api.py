@@ -7,7 +7,7 @@ from aiohttp import web
 
 from schemas.api import DeadLetterPage, RedeliveryRequested
 from services.publish.handler import PublishHandler
-from services.runtime.openapi import Answer, Operation, Param
+from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
 from services.runtime.operators import OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
@@ -22,9 +22,9 @@ OPERATIONS = (
         "Deliveries that failed their last attempt, of the caller's tenants",
         (
             Answer(200, "the dead letters", DeadLetterPage),
-            Answer(401, "no key, or a wrong one"),
+            NO_KEY,
             Answer(404, "a tenant the caller does not act for"),
-            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+            THROTTLED,
         ),
         params=(Param("tenant", "query", "only this tenant's"),),
         secured=True,
@@ -36,10 +36,10 @@ OPERATIONS = (
         "Try a dead letter again from the start of its schedule",
         (
             Answer(202, "requested", RedeliveryRequested),
-            Answer(401, "no key, or a wrong one"),
+            NO_KEY,
             Answer(403, "a viewer: only a publisher may"),
             Answer(404, "no such dead letter for the caller"),
-            Answer(429, "too many failed logins from this address", headers=("Retry-After",)),
+            THROTTLED,
         ),
         params=(Param("delivery_id", "path", "as GET /v1/dead-letters lists it"),),
         secured=True,

@@ -24,6 +24,8 @@ import schemas
 from schemas.api import Problem, Readiness
 
 __all__ = [
+    "NO_KEY",
+    "THROTTLED",
     "Answer",
     "Operation",
     "Param",
@@ -150,6 +152,10 @@ def _operation(
         out["security"] = []  # open: the operational endpoints
     return out
 
+
+#: What every operator operation may answer before it looks at the request.
+NO_KEY = Answer(401, "no key, or a wrong one")
+THROTTLED = Answer(429, "too many failed logins from this address", headers=("Retry-After",))
 
 #: Every service's operational endpoints.
 OPERATIONAL = (

@@ -1,0 +1,182 @@
+"""Follow-up (uppföljning): how the policy is lived, per tenant, month and unit.
+
+A pure fold over the audit trail: every :class:`~schemas.events.Decision` on
+``gate.decisions`` is added (one seen again changes nothing: every figure is a
+set or a map of item versions), in
+the calendar month of its ``decided_at`` in Europe/Stockholm, under the unit of
+its event. Counts are of item versions, not deliveries. Built the same way by
+the gate as decisions arrive and by ``gatekeeper follow-up rebuild`` from the
+start of the topic, so both give the same figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from schemas.api import UnitFigures
+from schemas.events import Decision
+
+__all__ = ["FollowUp", "UnitFigures", "month_of", "to_csv"]
+
+_ZONE = ZoneInfo("Europe/Stockholm")
+#: The reasons a held decision gives, joined by this.
+_REASON_SEPARATOR = ", "
+
+Version = tuple[str, int, str]  # item id, version, audience
+
+
+def month_of(decision: Decision) -> str:
+    return decision.decided_at.astimezone(_ZONE).strftime("%Y-%m")
+
+
+def _p90(values: list[float]) -> float | None:
+    """The 90th percentile by nearest rank: a value that occurred."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.9 * len(ordered)) - 1, 0)]
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+@dataclass
+class _Unit:
+    released: set[Version] = field(default_factory=set)
+    leads: dict[Version, float] = field(default_factory=dict)
+    held: set[Version] = field(default_factory=set)
+    held_by_reason: dict[str, set[Version]] = field(default_factory=lambda: defaultdict(set))
+    hold_times: dict[Version, float] = field(default_factory=dict)
+    escalated: set[Version] = field(default_factory=set)
+    overridden: set[Version] = field(default_factory=set)
+    rejected: set[Version] = field(default_factory=set)
+    crisis: set[Version] = field(default_factory=set)
+    findings: dict[str, set[Version]] = field(default_factory=lambda: defaultdict(set))
+    retracted: set[Version] = field(default_factory=set)
+
+    def add(self, d: Decision, was_held: bool) -> None:
+        key: Version = (d.item_id, d.version, d.audience or "")
+        external = d.audience == "external"
+        match d.kind:
+            case "held":
+                self.held.add(key)
+                for reason in d.reason.split(_REASON_SEPARATOR):
+                    self.held_by_reason[reason.strip()].add(key)
+            case "escalated":
+                self.escalated.add(key)
+            case "overridden" | "released":
+                if d.kind == "overridden":
+                    self.overridden.add(key)
+                if external:
+                    self.released.add(key)
+                    if d.internal_lead_s is not None:
+                        self.leads[key] = d.internal_lead_s
+                    if d.crisis:
+                        self.crisis.add(key)
+                if d.held_since is not None and was_held:
+                    self.hold_times[key] = (d.decided_at - d.held_since).total_seconds()
+            case "rejected_by_operator":
+                self.rejected.add(key)
+            case "retracted":
+                self.retracted.add(key)
+        if external:
+            for finding in d.findings:
+                self.findings[finding.rule].add(key)
+
+    def figures(self, unit: str) -> UnitFigures:
+        leads = list(self.leads.values())
+        return UnitFigures(
+            unit=unit,
+            external_released=len(self.released),
+            internal_lead_median_s=_median(leads),
+            internal_lead_p90_s=_p90(leads),
+            held=len(self.held),
+            held_by_reason={r: len(k) for r, k in sorted(self.held_by_reason.items())},
+            held_median_s=_median(list(self.hold_times.values())),
+            escalated=len(self.escalated),
+            overridden=len(self.overridden),
+            rejected_by_operator=len(self.rejected),
+            crisis=len(self.crisis),
+            findings_by_rule={r: len(k) for r, k in sorted(self.findings.items())},
+            retracted=len(self.retracted),
+        )
+
+
+class FollowUp:
+    """The figures of every tenant, month and unit, kept as decisions are added."""
+
+    def __init__(self) -> None:
+        self._units: dict[tuple[str, str, str], _Unit] = {}
+        #: Item versions that waited (a hold may end in a later month than it began).
+        self._held: set[tuple[str, str, int, str]] = set()
+
+    def add(self, decision: Decision) -> None:
+        if not decision.unit:
+            return
+        version = (decision.tenant, decision.item_id, decision.version, decision.audience or "")
+        if decision.kind == "held":
+            self._held.add(version)
+        where = (decision.tenant, month_of(decision), decision.unit)
+        self._units.setdefault(where, _Unit()).add(decision, version in self._held)
+
+    def add_all(self, decisions: Iterable[Decision]) -> FollowUp:
+        for decision in decisions:
+            self.add(decision)
+        return self
+
+    def months(self, tenant: str) -> list[str]:
+        return sorted({m for t, m, _ in self._units if t == tenant})
+
+    def figures(self, tenant: str, month: str) -> list[UnitFigures]:
+        """Each unit's figures for *tenant* in *month* (YYYY-MM), by unit name."""
+        return [
+            unit.figures(name)
+            for (t, m, name), unit in sorted(self._units.items())
+            if t == tenant and m == month
+        ]
+
+
+_COLUMNS = [
+    "unit",
+    "external_released",
+    "internal_lead_median_s",
+    "internal_lead_p90_s",
+    "held",
+    "held_by_reason",
+    "held_median_s",
+    "escalated",
+    "overridden",
+    "rejected_by_operator",
+    "crisis",
+    "findings_by_rule",
+    "retracted",
+]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)
+
+
+def to_csv(tenant: str, month: str, rows: list[UnitFigures]) -> bytes:
+    """Semicolon-separated, UTF-8 with a byte order mark: Excel in Swedish opens it right."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["tenant", "month", *_COLUMNS])
+    for row in rows:
+        values = row.model_dump()
+        writer.writerow([tenant, month, *(_cell(values[c]) for c in _COLUMNS)])
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
