@@ -46,7 +46,13 @@ def rendered() -> dict[str, str]:
     from services.runtime.config import Deployment
 
     deployment = Deployment.model_json_schema(mode="validation")
-    for resolved in ("secrets", "outbound_secrets", "channel_secrets", "smtp_logins"):
+    for resolved in (
+        "secrets",
+        "outbound_secrets",
+        "channel_secrets",
+        "smtp_logins",
+        "webhook_urls",
+    ):
         deployment["properties"].pop(resolved, None)  # resolved from the environment
     out["deployment.schema.json"] = json.dumps(deployment, indent=2, sort_keys=True) + "\n"
     return out

@@ -51,10 +51,15 @@ class WebhookChannel:
     """
 
     def __init__(
-        self, config: WebhookTransport | StatusWebhook, secrets: tuple[str, ...], clock: Clock
+        self,
+        config: WebhookTransport | StatusWebhook,
+        secrets: tuple[str, ...],
+        clock: Clock,
+        url: str | None = None,
     ) -> None:
         self.retries = _policy(config.retries, config.max_attempts)
         self._config = config
+        self._url = url or config.url or ""
         self._signers = [Webhook(secret) for secret in secrets]
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
@@ -72,7 +77,7 @@ class WebhookChannel:
                 s.sign(record.delivery_id, now, text) for s in self._signers
             ),
         }
-        url = self._config.url
+        url = self._url
         where = origin(url)  # a token in the path or query stays out of logs and dead letters
         try:
             async with self._session.post(
@@ -185,13 +190,16 @@ def transports_of(deployment: Deployment, clock: Clock) -> Transports:
             config = channel.transport
             if isinstance(config, WebhookTransport):
                 secrets = deployment.signing_secrets(name, channel.name)
-                found[(name, channel.name)] = WebhookChannel(config, secrets, clock)
+                url = deployment.webhook_url(name, channel.name, config)
+                found[(name, channel.name)] = WebhookChannel(config, secrets, clock, url)
             elif isinstance(config, SmtpTransport):
                 login = deployment.smtp_login(name, channel.name)
                 found[(name, channel.name)] = SmtpChannel(config, login, config.recipients)
         if tenant.status_webhook is not None:
+            hook = tenant.status_webhook
             secrets = deployment.signing_secrets(name, STATUS_CHANNEL)
-            found[(name, STATUS_CHANNEL)] = WebhookChannel(tenant.status_webhook, secrets, clock)
+            url = deployment.webhook_url(name, STATUS_CHANNEL, hook)
+            found[(name, STATUS_CHANNEL)] = WebhookChannel(hook, secrets, clock, url)
         if tenant.notifications is not None:
             login = deployment.smtp_login(name, "notifications")
             mail = SmtpChannel(tenant.notifications.smtp, login)

@@ -205,7 +205,10 @@ class _WebhookTarget(_Model):
     """Where a signed webhook goes, how long an attempt may take, when it is retried."""
 
     #: https, or http to a loopback address (a receiver on the same host)
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    #: Instead of url: the variable that holds it, for an address that is itself a
+    #: secret (a token in its path); it never appears in logs or dead letters.
+    url_env: EnvName | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: Retries = Retries()
     #: Cut (or stretch, repeating the last wait) the schedule to this many attempts.
@@ -217,16 +220,32 @@ class _WebhookTarget(_Model):
 
     @field_validator("url")
     @classmethod
-    def _https(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if not parts.hostname:
-            raise ValueError("has no host")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
-            raise ValueError(
-                "must be https:// (plain http only to a loopback address): a notice and its "
-                "signature would cross the network in the clear"
-            )
+    def _https(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _one_address(self) -> _WebhookTarget:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give the address as url or as url_env (a variable), one of them")
+        return self
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with a webhook's address, if anything."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        return "must start with https://"
+    if not parts.hostname:
+        return "has no host"
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        return (
+            "must be https:// (plain http only to a loopback address): a notice and its "
+            "signature would cross the network in the clear"
+        )
+    return None
 
 
 class WebhookTransport(_WebhookTarget):
@@ -370,6 +389,8 @@ class Deployment(_Model):
     channel_secrets: Mapping[str, tuple[str, ...]] = Field(default_factory=dict, exclude=True)
     #: "{tenant}/{channel}" or "{tenant}/notifications" -> (SMTP user, password)
     smtp_logins: Mapping[str, tuple[str, str]] = Field(default_factory=dict, exclude=True)
+    #: "{tenant}/{channel}" -> a webhook's address read from its url_env
+    webhook_urls: Mapping[str, str] = Field(default_factory=dict, exclude=True)
 
     def secret(self, tenant: str) -> str:
         return self.secrets[tenant]
@@ -381,6 +402,10 @@ class Deployment(_Model):
         """The secrets that sign a webhook channel's requests: its own, else the tenant's
         outbound one (never the CMS's: :func:`load_deployment` refuses that)."""
         return self.channel_secrets.get(f"{tenant}/{channel}") or (self.outbound_secret(tenant),)
+
+    def webhook_url(self, tenant: str, channel: str, target: _WebhookTarget) -> str:
+        """Where a webhook goes: its url, or what its url_env held at start-up."""
+        return target.url or self.webhook_urls[f"{tenant}/{channel}"]
 
     def smtp_login(self, tenant: str, name: str) -> tuple[str, str] | None:
         return self.smtp_logins.get(f"{tenant}/{name}")
@@ -421,7 +446,7 @@ def unset_variables(path: Path, environ: Mapping[str, str] | None = None) -> lis
         if tenant.outbound_secret_env:
             named.append((f"tenants.{name}.outbound_secret_env", tenant.outbound_secret_env))
         for where, target in _webhook_targets(name, tenant):
-            for key in ("secret_env", "previous_secret_env"):
+            for key in ("secret_env", "previous_secret_env", "url_env"):
                 var = getattr(target, key)
                 if var:
                     named.append((f"{where}.{key}", var))
@@ -480,6 +505,7 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
     outbound: dict[str, str] = {}
     channel_secrets: dict[str, tuple[str, ...]] = {}
     logins: dict[str, tuple[str, str]] = {}
+    urls: dict[str, str] = {}
     problems_found: list[str] = []
     for tenant_name, tenant in deployment.tenants.items():
         checks = [("secret_env", tenant.secret_env, secrets)]
@@ -505,6 +531,7 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
             )
             outbound.pop(tenant_name)
         _channel_credentials(tenant_name, tenant, env, channel_secrets, logins, problems_found)
+        _webhook_addresses(tenant_name, tenant, env, urls, problems_found)
         _signing_problems(tenant_name, tenant, inbound, outbound, channel_secrets, problems_found)
     if problems_found:
         raise ConfigError(f"{path}: {'; '.join(problems_found)}")
@@ -514,6 +541,7 @@ def load_deployment(path: Path, environ: Mapping[str, str] | None = None) -> Dep
             "outbound_secrets": outbound,
             "channel_secrets": channel_secrets,
             "smtp_logins": logins,
+            "webhook_urls": urls,
         }
     )
 
@@ -542,6 +570,27 @@ def _signing_problems(
                 f"{where}.secret_env: holds the same secret as {tenant.secret_env}; a receiver "
                 "of these webhooks could then sign events as the CMS"
             )
+
+
+def _webhook_addresses(
+    tenant_name: str,
+    tenant: Tenant,
+    env: Mapping[str, str],
+    urls: dict[str, str],
+    problems: list[str],
+) -> None:
+    """Resolve each url_env; the problem names the key and the variable, never the value."""
+    for (where, target), channel in zip(
+        _webhook_targets(tenant_name, tenant), _webhook_channels(tenant), strict=True
+    ):
+        if target.url_env is None:
+            continue
+        value = env.get(target.url_env)
+        problem = "is not set" if not value else url_problem(value)
+        if problem or value is None:
+            problems.append(f"{where}.url_env: environment variable {target.url_env} {problem}")
+            continue
+        urls[f"{tenant_name}/{channel}"] = value
 
 
 def _webhook_targets(tenant_name: str, tenant: Tenant) -> list[tuple[str, _WebhookTarget]]:
