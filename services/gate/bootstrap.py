@@ -36,7 +36,7 @@ from services.gate.machine import ItemState
 from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
-from services.gate.telemetry import GateTelemetry
+from services.gate.telemetry import FollowUpCollector, GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
 from services.runtime.config import Deployment
@@ -140,6 +140,7 @@ def build(
     # Follow-up: the audit trail read whole by every gate process, folded per month.
     followup = FollowUp()
     trail = TopicMirror(settings, topics.DECISIONS, lambda _, value: _follow(followup, value))
+    registry.register(FollowUpCollector(followup, sorted(deployment.tenants), clock))
     console = Console(
         handler,
         api,

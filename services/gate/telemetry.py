@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from schemas.events import Decision, ManualReject, ManualRelease, ReleaseOrder
+from services.gate.followup import FollowUp
 from services.gate.machine import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
     AWAITING_PUBLISH_AT,
 )
-from services.runtime.ports import InboundRecord
+from services.runtime.ports import Clock, InboundRecord
 
-__all__ = ["GateTelemetry"]
+__all__ = ["FollowUpCollector", "GateTelemetry"]
 
 log = structlog.get_logger("gatekeeper.gate")
 _REASONS = (AWAITING_INTERNAL_NOTICE, AWAITING_INTERNAL_LEAD, AWAITING_PUBLISH_AT)
+_STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
 class GateTelemetry:
@@ -182,3 +187,49 @@ class GateTelemetry:
             self.held.labels(tenant).set(items)
             self.escalated.labels(tenant).set(escalated)
             self.oldest.labels(tenant).set((now - since).total_seconds() if since else 0.0)
+
+
+class FollowUpCollector(Collector):
+    """The follow-up figures of the current month (Europe/Stockholm), per tenant and unit,
+    for a Grafana row beside the operational ones."""
+
+    _COUNTS = (
+        "external_released",
+        "held",
+        "escalated",
+        "overridden",
+        "rejected_by_operator",
+        "crisis",
+        "retracted",
+    )
+
+    def __init__(self, followup: FollowUp, tenants: Sequence[str], clock: Clock) -> None:
+        self._followup = followup
+        self._tenants = tuple(tenants)
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        versions = GaugeMetricFamily(
+            "gatekeeper_followup_versions",
+            "This month's item versions per tenant, unit and figure (follow-up).",
+            labels=["tenant", "unit", "figure"],
+        )
+        lead = GaugeMetricFamily(
+            "gatekeeper_followup_internal_lead_seconds",
+            "This month's internal lead given before external releases, per unit.",
+            labels=["tenant", "unit", "quantile"],
+        )
+        month = self._clock().astimezone(_STOCKHOLM).strftime("%Y-%m")
+        for tenant in self._tenants:
+            for row in self._followup.figures(tenant, month):
+                figures = row.model_dump()
+                for name in self._COUNTS:
+                    versions.add_metric([tenant, row.unit, name], figures[name])
+                for quantile, value in (
+                    ("0.5", row.internal_lead_median_s),
+                    ("0.9", row.internal_lead_p90_s),
+                ):
+                    if value is not None:
+                        lead.add_metric([tenant, row.unit, quantile], value)
+        yield versions
+        yield lead

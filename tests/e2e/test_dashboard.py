@@ -117,6 +117,8 @@ def test_every_dashboard_panel_has_data_from_the_running_pipeline(
         wait_until(lambda: not empty(), 60, "every panel query to return data")
     except AssertionError:
         raise AssertionError(f"panels without data: {empty()}") from None
+    figures = _query(prometheus, 'gatekeeper_followup_versions{tenant="lerum", figure="held"}')
+    assert any(float(r["value"][1]) >= 1 for r in figures), "this month's follow-up, per unit"
     held_rows = _query(prometheus, 'sum by (tenant) (gatekeeper_gate_held_items{tenant="lerum"})')
     assert float(held_rows[0]["value"][1]) >= 1
     for standard in ("process_resident_memory_bytes", "python_gc_collections_total"):
