@@ -70,7 +70,9 @@ _TOPICS: list[tuple[str, str, Any, str, str, str, dict[str, str]]] = [
         "gate.notifications",
         "Notification",
         events.Notification,
-        "E-mails about held items for publish to send.",
+        "E-mails about held items for publish to send; with the header "
+        "gatekeeper-kind: report, a FollowUpReport (the monthly follow-up e-mail to the "
+        "communications desk) instead.",
         "gate",
         "publish",
         {},

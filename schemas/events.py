@@ -27,6 +27,7 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "DeliveryReceipt",
+    "FollowUpReport",
     "GateCommand",
     "Image",
     "ItemId",
@@ -289,6 +290,34 @@ class Notification(Immutable):
     publish_at: AwareDatetime
     #: The item's contact, who gets the e-mail besides the communications desk.
     contact_email: str | None = None
+    console_url: str
+    decided_at: AwareDatetime
+
+
+class ReportUnit(Immutable):
+    """One unit's headline figures in the monthly follow-up e-mail."""
+
+    unit: NonEmpty
+    external_released: int = Field(ge=0)
+    internal_lead_median_s: float | None = None
+    held: int = Field(ge=0)
+    escalated: int = Field(ge=0)
+    overridden: int = Field(ge=0)
+    rejected_by_operator: int = Field(ge=0)
+
+
+class FollowUpReport(Immutable):
+    """The gate's request for the monthly follow-up e-mail to a tenant's communications
+    desk, on ``gate.notifications`` (header ``gatekeeper-kind: report``); publish sends
+    it at most once per (tenant, month)."""
+
+    schema_version: Literal[1] = 1
+    report_id: NonEmpty
+    tenant: NonEmpty
+    #: The month reported on, YYYY-MM in Europe/Stockholm.
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    units: list[ReportUnit]
+    #: The console's follow-up page of that month.
     console_url: str
     decided_at: AwareDatetime
 

@@ -30,6 +30,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "dead-letter": events.DeadLetter,
     "notification": events.Notification,
     "item-status": events.ItemStatus,
+    "follow-up-report": events.FollowUpReport,
 }
 
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import holidays
 import mode
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -33,6 +35,7 @@ from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.index import HoldIndex
 from services.gate.machine import ItemState
+from services.gate.monthly import MonthlyReports
 from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
@@ -92,6 +95,9 @@ def build(
     table = bytes_table(app, "gate-items", settings.partitions, settings.gate_store)
     history_table = bytes_table(app, "gate-history", settings.partitions, settings.gate_store)
     producer = ProducerOutbox(settings, settings.kafka_write_timeout)
+    handler_console_url = (
+        settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console"
+    ).rstrip("/")
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=content_rules_of(deployment),
@@ -102,7 +108,7 @@ def build(
         telemetry=telemetry,
         clock=clock,
         ready=lambda: is_ready(app),
-        console_url=settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console",
+        console_url=handler_console_url,
         index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
         status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
     )
@@ -117,10 +123,6 @@ def build(
     async def gate(stream: Any) -> None:
         async for event in stream.noack().events():
             await lanes.feed(event)
-
-    @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
-    async def tick_due() -> None:
-        await handler.tick_due()
 
     operators = operators or operators_from(settings)
     link = KafkaLink()
@@ -141,6 +143,26 @@ def build(
     followup = FollowUp()
     trail = TopicMirror(settings, topics.DECISIONS, lambda _, value: _follow(followup, value))
     registry.register(FollowUpCollector(followup, sorted(deployment.tenants), clock))
+    reports = MonthlyReports(
+        tenants=[n for n, t in deployment.tenants.items() if t.notifications is not None],
+        followup=followup,
+        ready=lambda: trail.caught_up,
+        outbox=producer,
+        clock=clock,
+        console_url=handler_console_url,
+        holidays=holidays.country_holidays("SE"),
+    )
+
+    @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
+    async def tick_due() -> None:
+        await handler.tick_due()
+        try:
+            await reports.tick()
+        except Exception as exc:  # asked again at the next tick
+            structlog.get_logger("gatekeeper.gate").warning(
+                "followup.report_not_asked", problem=type(exc).__name__
+            )
+
     console = Console(
         handler,
         api,

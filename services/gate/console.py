@@ -37,6 +37,7 @@ from services.gate.sso import identity_of
 from services.runtime.keys import ItemKey, from_segment, path_segment
 from services.runtime.operators import Identity, OperatorDirectory, key_digest
 from services.runtime.ports import Clock
+from services.runtime.swedish import month_name
 
 __all__ = ["Console"]
 
@@ -478,7 +479,6 @@ class Console:
         tenant, month = self._month_and_tenant(request, caller)
         rows = self._followup.figures(tenant, month)
         policy = self._handler.policy(tenant)
-        year, number = month.split("-")
         reasons: dict[str, int] = {}
         findings: dict[str, int] = {}
         for row in rows:
@@ -496,7 +496,7 @@ class Console:
             tenants=caller.identity.visible(sorted(self._tenants)),
             organization=policy.organization if policy else tenant,
             month=month,
-            month_name=f"{_MONTHS[int(number) - 1]} {year}",
+            month_name=month_name(month),
             ready=self._followup_ready(),
             units=[
                 {
@@ -531,10 +531,6 @@ class Console:
 
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_MONTHS = [
-    "januari", "februari", "mars", "april", "maj", "juni",
-    "juli", "augusti", "september", "oktober", "november", "december",
-]  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:

@@ -13,7 +13,14 @@ from email.utils import getaddresses
 
 from pydantic import ValidationError
 
-from schemas.events import Contact, ItemStatus, Notification, ReleaseOrder, Sender
+from schemas.events import (
+    Contact,
+    FollowUpReport,
+    ItemStatus,
+    Notification,
+    ReleaseOrder,
+    Sender,
+)
 from services.publish import delivery, notifications, status
 from services.publish.attempts import Attempts
 from services.publish.delivery import Delivery, Outcome
@@ -57,6 +64,11 @@ def _sender(tenant: Tenant, unit: str) -> Sender:
     )
 
 
+def _is_report(record: InboundRecord) -> bool:
+    kind, marker = topics.REPORT_HEADER
+    return record.header(kind) == marker.decode()
+
+
 def _item_key(record: Delivery) -> bytes:
     return ItemKey(record.order.tenant, record.order.item_id).encode()
 
@@ -90,6 +102,8 @@ class PublishHandler:
         try:
             if record.topic == topics.RELEASES:
                 await self.on_order(ReleaseOrder.model_validate_json(record.value))
+            elif record.topic == topics.NOTIFICATIONS and _is_report(record):
+                await self.on_report(FollowUpReport.model_validate_json(record.value))
             elif record.topic == topics.NOTIFICATIONS:
                 await self.on_notification(Notification.model_validate_json(record.value))
             elif record.topic == topics.STATUS:
@@ -128,6 +142,18 @@ class PublishHandler:
             notification, _sender(tenant, notification.unit), recipients
         )
         channel = notifications.channel_of(notification.kind)
+        inp = Order(order, channel, None, kind="notification")
+        await self._step(delivery.delivery_key(order, channel), inp)
+
+    async def on_report(self, report: FollowUpReport) -> None:
+        """The monthly follow-up e-mail to the tenant's communications desk, once a month."""
+        tenant = self._deployment.tenants.get(report.tenant)
+        if tenant is None or tenant.notifications is None:
+            self._telemetry.unknown_tenant(report.tenant, report.report_id)
+            return
+        desk = list(tenant.notifications.desk)
+        order = notifications.report_order(report, _sender(tenant, tenant.name), desk)
+        channel = notifications.REPORT_CHANNEL
         inp = Order(order, channel, None, kind="notification")
         await self._step(delivery.delivery_key(order, channel), inp)
 

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from schemas.events import Notification, ReleaseOrder, Sender
+from schemas.events import FollowUpReport, Notification, ReleaseOrder, Sender
+from services.runtime.swedish import month_name
 
-__all__ = ["channel_of", "is_notification_channel", "order_for"]
+__all__ = ["REPORT_CHANNEL", "channel_of", "is_notification_channel", "order_for", "report_order"]
 
 _PREFIX = "notify-"
+#: The monthly follow-up e-mail's channel.
+REPORT_CHANNEL = "notify-report"
 _ZONE = ZoneInfo("Europe/Stockholm")
 
 
@@ -74,4 +77,45 @@ def order_for(n: Notification, organization: Sender, recipients: Sequence[str]) 
         recipients=", ".join(recipients),
         sender=organization.model_copy(update={"unit": n.unit or organization.unit}),
         released_at=n.decided_at,
+    )
+
+
+def _lead(seconds: float | None) -> str:
+    if seconds is None:
+        return "ingen extern publicering efter intern information"
+    hours = seconds / 3600
+    return f"{hours:.1f} timmar".replace(".", ",") if hours < 48 else f"{hours / 24:.0f} dygn"
+
+
+def report_order(
+    report: FollowUpReport, organization: Sender, recipients: Sequence[str]
+) -> ReleaseOrder:
+    """The monthly follow-up e-mail as a delivery order: one per (tenant, month)."""
+    period = month_name(report.month)
+    lines = ["Hej!", "", f"Så här levde {organization.organization} policyn i {period}:", ""]
+    for unit in report.units:
+        lines += [
+            f"{unit.unit}:",
+            f"- Externt publicerade: {unit.external_released}",
+            f"- Intern framförhållning (median): {_lead(unit.internal_lead_median_s)}",
+            f"- Kvarhållna: {unit.held}, varav eskalerade: {unit.escalated}",
+            f"- Släppta av en person: {unit.overridden}, stoppade: {unit.rejected_by_operator}",
+            "",
+        ]
+    lines += ["Hela uppföljningen, med diagram och CSV för Excel:", report.console_url]
+    return ReleaseOrder(
+        decision_id=report.report_id,
+        event_id=None,
+        tenant=report.tenant,
+        item_id=f"uppfoljning-{report.month}",
+        version=1,
+        action="publish",
+        audience="internal",
+        channels=[REPORT_CHANNEL],
+        title=f"Uppföljning av kommunikationspolicyn, {period}",
+        body="\n".join(lines),
+        summary=None,
+        recipients=", ".join(recipients),
+        sender=organization,
+        released_at=report.decided_at,
     )

@@ -205,4 +205,5 @@ def transports_of(deployment: Deployment, clock: Clock) -> Transports:
             mail = SmtpChannel(tenant.notifications.smtp, login)
             for kind in ("held", "escalated"):
                 found[(name, notifications.channel_of(kind))] = mail
+            found[(name, notifications.REPORT_CHANNEL)] = mail
     return Transports(found)

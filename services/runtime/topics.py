@@ -22,6 +22,7 @@ __all__ = [
     "RECEIPTS",
     "RECORDED_HEADER",
     "RELEASES",
+    "REPORT_HEADER",
     "SESSIONS",
     "STATUS",
     "TopicRetention",
@@ -38,6 +39,8 @@ GATE_COMMANDS = "gate.commands"  # ticks, manual releases and rejections: the ga
 RECORDED_HEADER = ("gatekeeper-kind", b"recorded")
 DECISIONS = "gate.decisions"  # Decision: the audit trail
 NOTIFICATIONS = "gate.notifications"  # Notification: e-mails about held items, for publish
+#: On ``gate.notifications``, marks a FollowUpReport (the monthly follow-up e-mail).
+REPORT_HEADER = ("gatekeeper-kind", b"report")
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 STATUS = "gate.status"  # ItemStatus: what the CMS's status webhook is told, for publish
 SESSIONS = "gate.sessions"  # console sessions logged out, read whole by every gate process

@@ -67,10 +67,11 @@ class Publish:
         self,
         deployment: Deployment,
         clock: FakeClock,
-        transport: FakeTransport,
+        transport: FakeTransport | None = None,
         records: DictModelTable[Delivery] | None = None,
         mail: FakeTransport | None = None,
         status: FakeTransport | None = None,
+        transports: Transports | None = None,
     ) -> None:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
         self.records = records or DictModelTable(Delivery)
@@ -79,9 +80,10 @@ class Publish:
             self.registry, {n: [c.name for c in t.channels] for n, t in deployment.tenants.items()}
         )
         self.attempts = Attempts(
-            transports=Transports(
+            transports=transports
+            or Transports(
                 {
-                    ("lerum", "web"): transport,
+                    ("lerum", "web"): transport or FakeTransport(),
                     ("lerum", "notify-held"): mail or FakeTransport(),
                     ("lerum", "cms-status"): status or FakeTransport(),
                 }
