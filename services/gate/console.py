@@ -514,7 +514,31 @@ class Console:
             ],
             reason_rows=sorted(reasons.items(), key=lambda r: -r[1]),
             finding_rows=sorted(findings.items(), key=lambda r: -r[1]),
+            **self._lead_over_months(tenant, month),
         )
+
+    def _lead_over_months(self, tenant: str, month: str) -> dict[str, Any]:
+        """The median internal lead per unit over the six months up to *month*, in hours:
+        does each unit tell its staff earlier as time goes by?"""
+        year, number = (int(p) for p in month.split("-"))
+        months = []
+        for back in range(5, -1, -1):
+            y, m = divmod(year * 12 + number - 1 - back, 12)
+            months.append(f"{y}-{m + 1:02d}")
+        hours: dict[str, dict[str, float]] = {}
+        for when in months:
+            for row in self._followup.figures(tenant, when):
+                if row.internal_lead_median_s is not None:
+                    hours.setdefault(row.unit, {})[when] = round(
+                        row.internal_lead_median_s / 3600, 1
+                    )
+        peak = max((h for by in hours.values() for h in by.values()), default=0.0) or 1.0
+        return {
+            "trend_months": months,
+            "trend_labels": {m: month_name(m) for m in months},
+            "trend": sorted(hours.items()),
+            "trend_peak": peak,
+        }
 
     async def follow_up_csv(self, request: web.Request) -> web.Response:
         caller = self._who(request)

@@ -101,13 +101,18 @@ def test_a_unit_s_month_counts_its_releases_holds_and_decisions(
     login(browser, gate, "Anna Andersson")
     browser.get(f"{gate}/console/uppfoljning?month={month}")
     assert_accessible(browser)
-    cells = browser.find_elements(By.XPATH, f"//tr[th[text()='{unit}']]/td")
+    figures = "//table[caption[starts-with(., 'Alla siffror')]]"
+    cells = browser.find_elements(By.XPATH, f"{figures}//tr[th[text()='{unit}']]/td")
     shown = [c.text for c in cells]
     assert shown[0] == "2", "externt publicerade"
     assert shown[3:8] == ["3", shown[4], "0", "1", "1"], "kvarhållna, eskalerade, person"
     assert browser.find_elements(By.CSS_SELECTOR, "figure svg[role=img] title")
     reasons = browser.find_element(By.XPATH, "//table[caption[contains(., 'per orsak')]]").text
     assert "Väntar på intern information" in reasons
+    trend = "//table[caption[contains(., 'per enhet och månad')]]"
+    months = browser.find_elements(By.XPATH, f"{trend}//tr[th[text()='{unit}']]/td")
+    assert len(months) == 6, "six months, the chosen one last"
+    assert months[-1].text != "–", "this month's lead"
     browser.save_screenshot(str(SCREENSHOTS / "console-followup.png"))
 
     nobody = httpx.get(f"{gate}/v1/follow-up", params={"tenant": "lerum", "month": month})
