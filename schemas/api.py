@@ -81,6 +81,11 @@ class HeldPage(_Answer):
     held: list[HeldRow]
     count: int = Field(description="every row that matches, on every page")
     next_cursor: str | None = Field(description="the next page's cursor; null on the last")
+    as_of: str | None = Field(
+        default=None,
+        description="when this gate process last had every process's holds (ISO 8601); "
+        "an item held or released on another process shows well under a second later",
+    )
 
 
 class Decided(_Answer):

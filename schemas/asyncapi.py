@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from schemas import events
+from schemas.api import HeldRow
 
 __all__ = ["document"]
 
@@ -97,6 +98,19 @@ _TOPICS: list[tuple[str, str, Any, str, str, str, dict[str, str]]] = [
         "gate",
         "gate",
         {},
+    ),
+    (
+        "gate.held",
+        "HeldRows",
+        TypeAdapter(list[HeldRow]),
+        "Compacted: the held rows of every item (GET /v1/held's rows, with a preview of the "
+        "text), or a tombstone once nothing of it is held; the header gatekeeper-stamp is the "
+        "owner's time, so an older record never replaces a newer. Written by the gate process "
+        "that owns the item, read whole by every gate process: the held list of any of them "
+        "is complete.",
+        "gate",
+        "gate",
+        {"gatekeeper-stamp": "the owner's time of the record, seconds since the epoch"},
     ),
     (
         "gate.releases",
@@ -196,7 +210,7 @@ def _topic_binding(address: str) -> dict[str, Any]:
         "partitions": Settings.model_fields["partitions"].default,
         "topicConfiguration": {
             "cleanup.policy": configs["cleanup.policy"].split(","),
-            "retention.ms": int(configs["retention.ms"]),
+            **({"retention.ms": int(configs["retention.ms"])} if "retention.ms" in configs else {}),
             "max.message.bytes": int(configs["max.message.bytes"]),
         },
         "bindingVersion": "0.5.0",

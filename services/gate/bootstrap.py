@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from schemas.events import Decision
 from services.gate import followup_api, operator_api
+from services.gate.board import HeldBoard
 from services.gate.console import Console
 from services.gate.followup import FollowUp
 from services.gate.followup_api import FollowUpApi
@@ -98,6 +99,9 @@ def build(
     handler_console_url = (
         settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console"
     ).rstrip("/")
+    # Every item held, whichever gate process owns it: gate.held, read whole by each.
+    board = HeldBoard(settings.data_dir / "gate" / "held-board.sqlite3")
+    held_list = TopicMirror(settings, topics.HELD, board.apply)
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=content_rules_of(deployment),
@@ -110,6 +114,7 @@ def build(
         ready=lambda: is_ready(app),
         console_url=handler_console_url,
         index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
+        board=board,
         status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
     )
 
@@ -129,19 +134,19 @@ def build(
     register_link_metric(registry, link)
     # Logouts every gate process knows: gate.sessions, read whole by each.
     revocations = KafkaRevocations(producer, clock)
-    mirror = TopicMirror(settings, topics.SESSIONS, revocations.apply)
+    mirror = TopicMirror(settings, topics.SESSIONS, lambda k, v, _: revocations.apply(k, v))
     web_app = base_app(
         registry,
-        lambda: handler.ready() and mirror.caught_up,
+        lambda: handler.ready() and mirror.caught_up and held_list.caught_up,
         guard=LoginGuard(operators),
         unavailable=link.reason,
     )
-    api = OperatorApi(handler, operators, deployment.tenants)
+    api = OperatorApi(handler, operators, deployment.tenants, lambda: held_list.current_at)
     api.add_routes(web_app)
     sessions = Sessions(fernet_key(session_key(settings)), revocations)
     # Follow-up: the audit trail read whole by every gate process, folded per month.
     followup = FollowUp()
-    trail = TopicMirror(settings, topics.DECISIONS, lambda _, value: _follow(followup, value))
+    trail = TopicMirror(settings, topics.DECISIONS, lambda _, value, __: _follow(followup, value))
     registry.register(FollowUpCollector(followup, sorted(deployment.tenants), clock))
     reports = MonthlyReports(
         tenants=[n for n, t in deployment.tenants.items() if t.notifications is not None],
@@ -190,7 +195,7 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
-    services = [web_service, producer, probe, mirror, trail]
+    services = [web_service, producer, probe, mirror, trail, held_list]
     return Gate(app=app, services=services, web_app=web_app, handler=handler)
 
 

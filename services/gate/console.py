@@ -29,7 +29,6 @@ from aiohttp import web
 from services.gate import wording
 from services.gate.followup import FollowUp, to_csv
 from services.gate.handler import GateHandler
-from services.gate.machine import Held, ItemState, sender_for
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import Principal, Session, Sessions
@@ -333,52 +332,36 @@ class Console:
 
     # -- pages --------------------------------------------------------------------------
 
-    def _row(self, state: ItemState, audience: str, held: Held, now: datetime) -> dict[str, Any]:
-        policy = self._handler.policy(state.tenant)
+    def _row(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A held list row as the pages show it."""
+        policy = self._handler.policy(row["tenant"])
+        held_since = datetime.fromisoformat(row["held_since"])
+        preview = row.get("preview") or {}
         return {
-            "tenant": state.tenant,
-            "item_id": state.item_id,
-            "title": held.event.title,
-            "organization": policy.organization if policy else state.tenant,
-            "version": held.event.version,
-            "audience": audience,
-            "unit": held.event.unit,
-            "channels": list(held.event.channels),
-            "recipients": held.event.recipients,
-            "reasons": [wording.reason_text(r) for r in held.reasons] or ["Väntar på beslut"],
-            "findings": wording.findings(held),
-            "age": _age(held.held_since, now),
-            "publish_at": _when(held.event.publish_at),
-            "escalated": held.escalated,
-            "text": self._text(state, held),
-            "held_since": held.held_since,
+            "tenant": row["tenant"],
+            "item_id": row["item_id"],
+            "title": row["title"],
+            "organization": policy.organization if policy else row["tenant"],
+            "version": row["version"],
+            "audience": row["audience"],
+            "unit": row["unit"],
+            "channels": row["channels"],
+            "recipients": preview.get("recipients", ""),
+            "reasons": [wording.reason_text(r) for r in row["reasons"]] or ["Väntar på beslut"],
+            "findings": row["findings"],
+            "age": _age(held_since, now),
+            "publish_at": _when(datetime.fromisoformat(row["publish_at"])),
+            "escalated": row["escalated"],
+            "text": preview.get("text", ""),
+            "held_since": held_since,
         }
-
-    def _text(self, state: ItemState, held: Held) -> str:
-        """The text as it will go out, signed with the sender block."""
-        event = held.event
-        policy = self._handler.policy(state.tenant)
-        lines = [event.title, ""]
-        if event.summary:
-            lines += [event.summary, ""]
-        lines += [event.body, "", f"Mottagare: {event.recipients}"]
-        lines += [f"{link.text}: {link.url}" for link in event.links]
-        if policy is not None:
-            sender = sender_for(policy, event)
-            contact = sender.contact
-            lines += ["", "-- ", sender.organization, sender.unit]
-            lines.append(", ".join(p for p in (contact.name, contact.email, contact.phone) if p))
-            lines.append(sender.website)
-        return "\n".join(lines)
 
     async def held(self, request: web.Request) -> web.Response:
         session = self._who(request)
         who, now = session.identity, self._clock()
         rows = [
-            self._row(state, audience, held, now)
-            for state in self._handler.held()
-            if who.acts_for(state.tenant)
-            for audience, held in sorted(state.held.items())
+            self._row(row, now)
+            for row in self._handler.board.rows(who.visible(sorted(self._tenants)))
         ]
         rows.sort(key=lambda r: (not r["escalated"], r["held_since"]))
         done = {"released": "Publiceringen är släppt.", "rejected": "Publiceringen är stoppad."}
@@ -395,11 +378,8 @@ class Console:
     def _item_page(
         self, request: web.Request, session: Caller, key: ItemKey, error: str | None = None
     ) -> web.Response:
-        state = self._handler.state(key)
         now = self._clock()
-        holds = (
-            [self._row(state, a, h, now) for a, h in sorted(state.held.items())] if state else []
-        )
+        holds = [self._row(row, now) for row in self._handler.board.get(key.encode())]
         history = [
             {
                 "at": _when(d.decided_at),
@@ -432,7 +412,7 @@ class Console:
     async def item(self, request: web.Request) -> web.Response:
         session = self._who(request)
         key = self._key(request, session)
-        if self._handler.state(key) is None and not self._handler.history(key).decisions:
+        if not self._handler.board.get(key.encode()) and not self._handler.history(key).decisions:
             raise web.HTTPNotFound(text="Hittades inte.")
         return self._item_page(request, session, key)
 

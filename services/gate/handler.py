@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -27,12 +28,14 @@ from schemas.events import (
     Tick,
 )
 from services.gate import content, status, wording
+from services.gate.board import HeldBoard, record_value, rows_of, stamp_header
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
 from services.gate.machine import (
     Accepted,
     Effects,
     GatePolicy,
+    Held,
     Input,
     ItemState,
     Notify,
@@ -77,6 +80,8 @@ class _Batch:
     that left them), the records to write, and what was decided."""
 
     states: dict[bytes, tuple[int, ItemState]] = field(default_factory=dict)
+    #: What each item held before the batch: a change goes to the held list.
+    held_before: dict[bytes, dict[str, Held]] = field(default_factory=dict)
     histories: dict[bytes, tuple[int, History]] = field(default_factory=dict)
     outbound: list[OutboundRecord] = field(default_factory=list)
     decided: list[tuple[ItemState, Effects]] = field(default_factory=list)
@@ -101,6 +106,7 @@ class GateHandler:
         ready: Callable[[], bool],
         console_url: str = "http://127.0.0.1:8081/console",
         index: HoldIndex | None = None,
+        board: HeldBoard | None = None,
         status_tenants: frozenset[str] = frozenset(),
     ) -> None:
         self._console_url = console_url.rstrip("/")
@@ -116,6 +122,9 @@ class GateHandler:
         self._ready = ready
         self._index = index or HoldIndex()
         self._indexed = False
+        #: Every item held, whichever process owns it (``gate.held``).
+        self._board = board or HeldBoard()
+        self._stamp = 0.0
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -178,6 +187,7 @@ class GateHandler:
                     before: ItemState | None = batch.states[raw_key][1]
                 else:
                     before = self._items.get(raw_key)
+                    batch.held_before[raw_key] = before.held if before else {}
                 state = before or ItemState(tenant=key.tenant, item_id=key.item_id)
                 state, effects = decide(state, inp, now, self._policies[key.tenant])
                 batch.outbound.extend(self._outbound(raw_key, state, effects, now))
@@ -185,7 +195,10 @@ class GateHandler:
                 batch.states[raw_key] = (i, state)
                 noted = (*noted, *effects.decisions)
             self._add_history(batch, raw_key, i, noted)
-        await self._outbox.send_all(batch.outbound)
+        stamp, boarded = self._board_records(batch, now)
+        await self._outbox.send_all([*batch.outbound, *(out for _, _, out in boarded)])
+        for raw_key, rows, _ in boarded:
+            self._board.put(raw_key, stamp, rows)
         self._count(batch.decided, now)
         # Saved even when unchanged: an input replayed after a crash finds the state
         # it made already in a local store, decides nothing new, and this write is
@@ -199,6 +212,22 @@ class GateHandler:
             self._history.put(raw_key, history)
         # Both taken now, before anything else can put.
         return _all(self._items.saved(), self._history.saved())
+
+    def _board_records(
+        self, batch: _Batch, now: datetime
+    ) -> tuple[float, list[tuple[bytes, list[dict[str, Any]], OutboundRecord]]]:
+        """The held list's record of every item whose holds the batch changed, and the
+        time they carry (later than any this process gave before)."""
+        stamp = max(now.timestamp(), self._stamp + 1e-6)
+        self._stamp = stamp
+        out = []
+        for raw_key, (_, state) in batch.states.items():
+            if state.held == batch.held_before.get(raw_key, {}):
+                continue
+            rows = rows_of(state, self._policies.get(state.tenant))
+            record = OutboundRecord(topics.HELD, raw_key, record_value(rows), [stamp_header(stamp)])
+            out.append((raw_key, rows, record))
+        return stamp, out
 
     def _read(
         self, record: InboundRecord
@@ -321,6 +350,8 @@ class GateHandler:
             entries: list[Entry] = []
             for key, state in self._items.items():
                 entries.append(_entry(key, state))
+                if state.is_held():  # known before any gate.held record names it
+                    self._board.put(key, 0.0, rows_of(state, self._policies.get(state.tenant)))
                 if len(entries) == _INDEX_CHUNK:
                     self._index.update_many(entries)
                     entries.clear()
@@ -361,6 +392,11 @@ class GateHandler:
 
     # -- operators --------------------------------------------------------------------
 
+    @property
+    def board(self) -> HeldBoard:
+        """The held list of every item, whichever process owns it."""
+        return self._board
+
     def held(self) -> list[ItemState]:
         """Every item that holds something now."""
         states: Iterable[ItemState | None]
@@ -394,8 +430,8 @@ class GateHandler:
     async def _request(
         self, key: ItemKey, reason: str, operator: str, email: str | None, *, release: bool
     ) -> str | None:
-        state = self.state(key)
-        if key.tenant not in self._policies or state is None or not state.is_held():
+        # Held here or on another gate process: the owner decides it in the item's order.
+        if key.tenant not in self._policies or not self._board.get(key.encode()):
             return None
         request_id = str(uuid.uuid4())
         fields = {

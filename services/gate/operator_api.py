@@ -9,44 +9,22 @@ viewer may look but not act (403). Nothing changes on a refusal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from schemas.api import Decided, HeldPage, Reason
-from services.gate import paging, wording
+from services.gate import paging
+from services.gate.board import api_row
 from services.gate.handler import GateHandler
-from services.gate.machine import ItemState
 from services.runtime.keys import ItemKey, from_segment
 from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
 
-__all__ = ["OPERATIONS", "OperatorApi", "held_rows"]
-
-
-def held_rows(state: ItemState) -> list[dict[str, Any]]:
-    """What ``GET /v1/held`` shows of one item: one row per held audience."""
-    return [
-        {
-            "tenant": state.tenant,
-            "item_id": state.item_id,
-            "version": held.event.version,
-            "audience": audience,
-            "channels": list(held.event.channels),
-            "unit": held.event.unit,
-            "title": held.event.title,
-            "reasons": list(held.reasons),
-            "findings": [f.as_dict() for f in wording.findings(held)],
-            "held_since": held.held_since.isoformat(),
-            "publish_at": held.event.publish_at.isoformat(),
-            "escalated": held.escalated,
-            "event_id": held.event_id,
-            "warnings": list(held.warnings),
-        }
-        for audience, held in sorted(state.held.items())
-    ]
+__all__ = ["OPERATIONS", "OperatorApi"]
 
 
 _ITEM = (
@@ -160,11 +138,17 @@ class OperatorApi:
     wait_seconds = 5.0
 
     def __init__(
-        self, handler: GateHandler, operators: OperatorDirectory, tenants: Collection[str]
+        self,
+        handler: GateHandler,
+        operators: OperatorDirectory,
+        tenants: Collection[str],
+        as_of: Callable[[], datetime] | None = None,
     ) -> None:
         self._handler = handler
         self._operators = operators
         self._tenants = tenants
+        #: How current the list is: when the held list last knew every process's holds.
+        self._as_of = as_of or (lambda: datetime.now(UTC))
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/held", self.list_held)
@@ -172,13 +156,9 @@ class OperatorApi:
         app.router.add_post("/v1/held/{tenant}/{item_id}/reject", self.reject)
 
     def rows_for(self, who: Identity, tenant: str | None = None) -> list[dict[str, Any]]:
-        """The held rows *who* may see, oldest hold first."""
-        rows = [
-            row
-            for state in self._handler.held()
-            if who.acts_for(state.tenant) and (tenant is None or state.tenant == tenant)
-            for row in held_rows(state)
-        ]
+        """The held rows *who* may see, of every gate process, oldest hold first."""
+        tenants = [tenant] if tenant is not None else who.visible(sorted(self._tenants))
+        rows = [api_row(r) for r in self._handler.board.rows(tenants)]
         rows.sort(key=lambda r: (r["held_since"], r["tenant"], r["item_id"]))
         return rows
 
@@ -212,7 +192,12 @@ class OperatorApi:
                 extra={"errors": errors},
             )
         return web.json_response(
-            {"held": found.rows, "count": found.count, "next_cursor": found.next_cursor}
+            {
+                "held": found.rows,
+                "count": found.count,
+                "next_cursor": found.next_cursor,
+                "as_of": self._as_of().isoformat(),
+            }
         )
 
     async def release(self, request: web.Request) -> web.Response:
@@ -265,8 +250,7 @@ class OperatorApi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_seconds
         while True:
-            current = self._handler.state(key)
-            if current is not None and not current.is_held():
+            if not self._handler.board.get(key.encode()):
                 return True
             if loop.time() >= deadline:
                 return False

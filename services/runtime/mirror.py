@@ -10,7 +10,8 @@ answer the last batch's base offset + 1 there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import mode
@@ -27,7 +28,7 @@ class TopicMirror(mode.Service):
         self,
         settings: Settings,
         topic: str,
-        apply: Callable[[bytes | None, bytes | None], None],
+        apply: Callable[[bytes | None, bytes | None, Sequence[tuple[str, bytes]]], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -36,6 +37,8 @@ class TopicMirror(mode.Service):
         self._apply = apply
         self._consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
+        #: When it last had read every partition to its end.
+        self.current_at = datetime.fromtimestamp(0, UTC)
 
     async def _open(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
@@ -63,6 +66,7 @@ class TopicMirror(mode.Service):
             if end is None or await consumer.position(tp) < end:
                 return
         self.caught_up = True
+        self.current_at = datetime.now(UTC)
 
     @mode.Service.task
     async def _follow(self) -> None:
@@ -73,9 +77,8 @@ class TopicMirror(mode.Service):
                 batches = await self._consumer.getmany(timeout_ms=200)
                 for records in batches.values():
                     for record in records:
-                        self._apply(record.key, record.value)
-                if not self.caught_up:
-                    await self._check_caught_up(self._consumer)
+                        self._apply(record.key, record.value, tuple(record.headers or ()))
+                await self._check_caught_up(self._consumer)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the broker away: open afresh and read on

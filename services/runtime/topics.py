@@ -13,6 +13,7 @@ __all__ = [
     "CMS_EVENTS_DLQ",
     "DECISIONS",
     "GATE_COMMANDS",
+    "HELD",
     "MAX_MESSAGE_BYTES",
     "NOTIFICATIONS",
     "PIPELINE_TOPICS",
@@ -44,6 +45,8 @@ REPORT_HEADER = ("gatekeeper-kind", b"report")
 RELEASES = "gate.releases"  # ReleaseOrder: what publish may deliver
 STATUS = "gate.status"  # ItemStatus: what the CMS's status webhook is told, for publish
 SESSIONS = "gate.sessions"  # console sessions logged out, read whole by every gate process
+#: The held rows of every item, by item, compacted: the owner writes, every gate reads.
+HELD = "gate.held"
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
@@ -61,6 +64,7 @@ PIPELINE_TOPICS = (
     NOTIFICATIONS,
     STATUS,
     SESSIONS,
+    HELD,
     RELEASES,
     RECEIPTS,
     PUBLISH_ARCHIVE,
@@ -114,11 +118,12 @@ class TopicRetention:
 
 
 def topic_configs(topic: str, retention: TopicRetention) -> dict[str, str]:
-    """The settings a topic is created with: deleted by age, never compacted.
-
-    The services' tables make their own changelog topics, which faust creates
-    compacted: the newest state of each key is kept, whatever its age.
+    """The settings a topic is created with: deleted by age, except ``gate.held``,
+    compacted like a table's changelog (the newest rows of each item, whatever their
+    age). The services' tables make their own changelog topics, compacted too.
     """
+    if topic == HELD:  # the newest rows of every item held, however old
+        return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
     return {
         "cleanup.policy": "delete",
         "retention.ms": str(retention.of(topic)),

@@ -98,6 +98,20 @@ def test_a_unit_s_month_counts_its_releases_holds_and_decisions(
     assert again == row, "the rebuild from the audit trail gives the same figures"
 
     # The console's page: charts with their tables, the same figures, accessible.
+    _check_page(browser, gate, month, unit)
+
+    nobody = httpx.get(f"{gate}/v1/follow-up", params={"tenant": "lerum", "month": month})
+    assert nobody.status_code == 401
+    bad = httpx.get(
+        f"{gate}/v1/follow-up",
+        params={"tenant": "lerum", "month": "2026-13"},
+        headers=OPERATOR_AUTH,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "month"
+
+
+def _check_page(browser: WebDriver, gate: str, month: str, unit: str) -> None:
     login(browser, gate, "Anna Andersson")
     browser.get(f"{gate}/console/uppfoljning?month={month}")
     assert_accessible(browser)
@@ -114,13 +128,3 @@ def test_a_unit_s_month_counts_its_releases_holds_and_decisions(
     assert len(months) == 6, "six months, the chosen one last"
     assert months[-1].text != "–", "this month's lead"
     browser.save_screenshot(str(SCREENSHOTS / "console-followup.png"))
-
-    nobody = httpx.get(f"{gate}/v1/follow-up", params={"tenant": "lerum", "month": month})
-    assert nobody.status_code == 401
-    bad = httpx.get(
-        f"{gate}/v1/follow-up",
-        params={"tenant": "lerum", "month": "2026-13"},
-        headers=OPERATOR_AUTH,
-    )
-    assert bad.status_code == 400
-    assert bad.json()["errors"][0]["field"] == "month"
