@@ -90,7 +90,13 @@ def make_event() -> Callable[..., dict[str, Any]]:
 #: (whole fault rounds, restarts past a session timeout) or drive a real browser.
 _TIERS = {"unit": "unit", "service": "service", "fuzz": "fuzz", "e2e": "e2e", "image": "image"}
 _TIERS["ops"] = "ops"
-_SLOW = {"test_faults.py", "test_restarts.py", "test_outage.py", "test_separate_broker.py"}
+_SLOW = {
+    "test_faults.py",
+    "test_restarts.py",
+    "test_outage.py",
+    "test_separate_broker.py",
+    "test_replicas.py",
+}
 _BROWSER = {"test_console.py", "test_sso.py", "test_followup.py"}
 
 

@@ -1,0 +1,108 @@
+"""Two gate processes form one gate: each lists every held item, pages it once, and
+releases what the other owns; one killed while internal notices arrive loses nothing
+and releases nothing twice. Started as the chart starts them (``serve``, no embedded
+flag, a stable instance id and a volume each)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import httpx
+
+from services.runtime.broker import free_port
+from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
+from tests.harness import (
+    Pipeline,
+    Service,
+    TopicReader,
+    all_held,
+    post_event,
+    unique_item,
+    wait_until,
+)
+
+
+def _second_gate(pipeline: Pipeline) -> Service:
+    port = free_port()
+    env = pipeline.env(
+        GATEKEEPER_GATE_PORT=str(port),
+        GATEKEEPER_INSTANCE_ID=f"{pipeline.workdir.name}-gate-b",
+        GATEKEEPER_DATA_DIR=str(pipeline.workdir / "data-b"),
+    )
+    return Service("gate", port, env, pipeline.workdir / f"gate-b-{port}.log")
+
+
+def _mine(rows: list[dict[str, object]], items: set[str]) -> list[str]:
+    return sorted(str(r["item_id"]) for r in rows if r["item_id"] in items)
+
+
+def test_two_gates_list_page_and_act_for_every_item_and_survive_losing_one(
+    separate_pipeline: Pipeline,
+) -> None:
+    pipeline = separate_pipeline
+    ingest = pipeline.add("ingest").start()
+    pipeline.add("publish").start()
+    first = pipeline.add("gate").start()
+    second = _second_gate(pipeline).start()
+    topics = TopicReader(pipeline.bootstrap)
+    try:
+        items = [unique_item("replica") for _ in range(16)]
+        for item in items:
+            assert post_event(ingest.url, content_event(item_id=item)).status_code == 202
+        everything = sorted(items)
+
+        # Both processes list every held item, whichever owns it; pages yield each once.
+        for gate in (first, second):
+            wait_until(
+                lambda g=gate: _mine(all_held(g.url), set(items)) == everything,
+                60,
+                f"every held item listed by {gate.url}",
+            )
+        paged, cursor = [], None
+        while True:
+            params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(f"{second.url}/v1/held", params=params, headers=OPERATOR_AUTH).json()
+            assert page["as_of"]
+            paged += [r["item_id"] for r in page["held"] if r["item_id"] in items]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(paged) == everything, "each once"
+
+        # Releases through either process reach every item, owned here or there.
+        by_hand = items[:6]
+        for n, item in enumerate(by_hand):
+            gate = (first, second)[n % 2]
+            answer = httpx.post(
+                f"{gate.url}/v1/held/lerum/{item}/release",
+                json={"reason": "Personalen informerades muntligt"},
+                headers=OPERATOR_AUTH,
+                timeout=30,
+            )
+            assert answer.status_code in (200, 202), answer.text
+        wait_until(lambda: topics.released("external.web", by_hand), 60, "the manual releases")
+
+        # One process is killed while the internal notices of the rest arrive.
+        rest = items[6:]
+
+        def tell() -> None:
+            for item in rest:
+                assert post_event(ingest.url, internal_notice(item_id=item)).status_code == 202
+
+        telling = threading.Thread(target=tell)
+        telling.start()
+        first.stop(signal.SIGKILL)
+        telling.join(60)
+        counts = wait_until(lambda: topics.released("external.web", items), 120, "every release")
+        assert set(counts.values()) == {1}, f"each released once: {counts}"
+
+        def nothing_held(gate: Service) -> bool:
+            return _mine(all_held(gate.url), set(items)) == []
+
+        wait_until(lambda: nothing_held(second), 30, "the survivor's list empty")
+        first.start()
+        wait_until(lambda: nothing_held(first), 60, "the restarted process's list empty")
+        assert topics.released("external.web", items) == counts, "nothing released again"
+    finally:
+        second.stop()
