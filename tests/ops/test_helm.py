@@ -483,3 +483,24 @@ def test_single_sign_on_comes_from_values_its_secret_from_the_secret() -> None:
     ]
     with pytest.raises(Exception, match="clientId"):
         _render({"operators": {"oidc": {"issuer": "https://login.example"}}})
+
+
+def test_gate_replicas_run_as_a_spread_stateful_set_with_stable_names() -> None:
+    manifests = _render({"services": {"gate": {"replicas": 3}}})
+    (gate,) = [m for m in manifests if m["kind"] == "StatefulSet"]
+    assert gate["metadata"]["labels"]["app.kubernetes.io/component"] == "gate"
+    assert gate["spec"]["replicas"] == 3
+    assert "volumeClaimTemplates" not in gate["spec"], "memory store: no claim needed"
+    pod = gate["spec"]["template"]["spec"]
+    assert next(v for v in pod["volumes"] if v["name"] == "data") == {
+        "name": "data",
+        "emptyDir": {},
+    }
+    keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+    assert keys == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["GATEKEEPER_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    budgets = [m for m in manifests if m["kind"] == "PodDisruptionBudget"]
+    assert {b["metadata"]["labels"]["app.kubernetes.io/component"] for b in budgets} >= {"gate"}
+    one = _render(None)
+    assert not [m for m in one if m["kind"] == "StatefulSet"], "one gate stays a Deployment"
