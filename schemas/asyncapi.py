@@ -140,6 +140,17 @@ _TOPICS: list[tuple[str, str, Any, str, str, str, dict[str, str]]] = [
         {"gatekeeper-delivery-id": "one per (item, version, channel)"},
     ),
     (
+        "publish.dead",
+        "DeadLetterNow",
+        None,
+        "Publish's own: compacted, the dead letters now, by delivery (a tombstone once a "
+        "redelivery takes one up), the header gatekeeper-stamp the owner's time; read whole "
+        "by every publish process, so each lists every dead letter. Internal to publish.",
+        "publish",
+        "publish",
+        {"gatekeeper-stamp": "the owner's time of the record, seconds since the epoch"},
+    ),
+    (
         "publish.outcomes",
         "AttemptOutcome",
         None,

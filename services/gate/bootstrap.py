@@ -47,7 +47,7 @@ from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
-from services.runtime.mirror import TopicMirror
+from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
@@ -195,6 +195,7 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
+    register_mirrors(registry, [mirror, trail, held_list])
     services = [web_service, producer, probe, mirror, trail, held_list]
     return Gate(app=app, services=services, web_app=web_app, handler=handler)
 

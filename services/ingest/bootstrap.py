@@ -23,12 +23,14 @@ from services.ingest import door
 from services.ingest.door import EventDoor
 from services.ingest.normalize import TenantChannels
 from services.ingest.records import RecordHandler
+from services.ingest.seen import EverySeen
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.ports import Clock, Outbox, TextTable, utcnow
 from services.runtime.settings import Settings
@@ -69,7 +71,13 @@ def build(
         for name, tenant in deployment.tenants.items()
     }
     cms_events = app.topic(topics.CMS_EVENTS, key_type=bytes, value_type=bytes)
-    seen = seen or FaustTextTable(bytes_table(app, "ingest-seen", settings.partitions))
+    mirror: TopicMirror | None = None
+    if seen is None:
+        table = bytes_table(app, "ingest-seen", settings.partitions)
+        every = EverySeen(FaustTextTable(table))
+        # every process reads every process's ids: a redelivery to another is a duplicate
+        mirror = TopicMirror(settings, table.changelog_topic.get_topic_name(), every.apply)
+        seen = every
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
     records = RecordHandler(
         channels=channels, seen=seen, outbox=outbox, telemetry=telemetry, clock=clock
@@ -110,4 +118,7 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.ingest_port)
     probe = KafkaProbe(settings, link)
-    return Ingest(app=app, services=[web_service, probe], web_app=web_app)
+    if mirror is not None:
+        register_mirrors(registry, [mirror])
+    services: list[mode.ServiceT] = [web_service, probe, *([mirror] if mirror else [])]
+    return Ingest(app=app, services=services, web_app=web_app)

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from services.publish import operator_api
 from services.publish.attempts import Attempts, Jitter
 from services.publish.channels import Transports
+from services.publish.dead import DeadLetters
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
 from services.publish.operator_api import OperatorApi
@@ -37,6 +38,7 @@ from services.runtime.config import STATUS_CHANNEL, Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
+from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
@@ -100,6 +102,10 @@ def build(
         clock=clock,
         jitter=Jitter(),
     )
+    # Dead letters every publish process lists: publish.dead, read whole by each.
+    dead = DeadLetters()
+    letters = TopicMirror(settings, topics.DEAD, dead.apply)
+    register_mirrors(registry, [letters])
     handler = PublishHandler(
         deployment=deployment,
         records=records or FaustModelTable(table, Delivery),
@@ -108,6 +114,7 @@ def build(
         telemetry=telemetry,
         clock=clock,
         ready=lambda: is_ready(app),
+        dead=dead,
     )
 
     @app.agent(inputs)
@@ -123,7 +130,10 @@ def build(
     link = KafkaLink()
     register_link_metric(registry, link)
     web_app = base_app(
-        registry, lambda: is_ready(app), guard=LoginGuard(operators), unavailable=link.reason
+        registry,
+        lambda: is_ready(app) and letters.caught_up,
+        guard=LoginGuard(operators),
+        unavailable=link.reason,
     )
     OperatorApi(handler, operators).add_routes(web_app)
 
@@ -144,4 +154,5 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.publish_port)
     probe = KafkaProbe(settings, link)
-    return Publish(app=app, services=[web_service, probe], web_app=web_app, handler=handler)
+    services = [web_service, probe, letters]
+    return Publish(app=app, services=services, web_app=web_app, handler=handler)

@@ -23,6 +23,7 @@ from schemas.events import (
 )
 from services.publish import delivery, notifications, status
 from services.publish.attempts import Attempts
+from services.publish.dead import DeadLetters, stamp_header
 from services.publish.delivery import Delivery, Outcome
 from services.publish.machine import (
     DeadLettered,
@@ -86,6 +87,7 @@ class PublishHandler:
         telemetry: PublishTelemetry,
         clock: Clock,
         ready: Callable[[], bool],
+        dead: DeadLetters | None = None,
     ) -> None:
         self._deployment = deployment
         self._records = records
@@ -95,6 +97,8 @@ class PublishHandler:
         self._clock = clock
         self._ready = ready
         self._scanned = False
+        self._dead = dead or DeadLetters()
+        self._stamp = 0.0
 
     async def handle(self, record: InboundRecord) -> None:
         if record.value is None:
@@ -178,8 +182,19 @@ class PublishHandler:
 
     async def _step(self, key: str, inp: Input) -> None:
         before = self._records.get(key.encode())
-        after, effects = step(before, inp, self._clock())
-        await self._outbox.send_all([r for e in effects for r in self._records_of(e)])
+        now = self._clock()
+        after, effects = step(before, inp, now)
+        records = [r for e in effects for r in self._records_of(e)]
+        was_dead = before is not None and before.status == "dead"
+        is_dead = after is not None and after.status == "dead"
+        stamp = max(now.timestamp(), self._stamp + 1e-6)
+        if was_dead != is_dead:  # every publish process lists it, or no longer
+            self._stamp = stamp
+            value = after.model_dump_json().encode() if is_dead and after else None
+            records.append(OutboundRecord(topics.DEAD, key.encode(), value, [stamp_header(stamp)]))
+        await self._outbox.send_all(records)
+        if was_dead != is_dead:
+            self._dead.put(key, stamp, after if is_dead else None)
         if after is not None and after != before:
             self._records.put(key.encode(), after)
         for effect in effects:
@@ -236,6 +251,8 @@ class PublishHandler:
         self._scanned = True
         self._attempts.lost = False
         for record in self._records.values():
+            if record.status == "dead":  # known here before publish.dead named it
+                self._dead.put(record.key, 0.0, record)
             if record.status != "pending" or self._attempts.running(record.key):
                 continue
             tenant = self._deployment.tenants.get(record.order.tenant)
@@ -245,15 +262,11 @@ class PublishHandler:
             self._attempts.start(record)
 
     def dead_letters(self, tenant: str | None = None) -> list[Delivery]:
-        found = (
-            r
-            for r in self._records.values()
-            if r.status == "dead" and (tenant is None or r.order.tenant == tenant)
-        )
-        return sorted(found, key=lambda r: r.updated_at)
+        """The dead letters of every publish process, oldest first."""
+        return self._dead.all(tenant)
 
     def dead_letter(self, delivery_id: str) -> Delivery | None:
-        return next((r for r in self.dead_letters() if r.delivery_id == delivery_id), None)
+        return self._dead.by_id(delivery_id)
 
     async def request_redelivery(self, record: Delivery) -> None:
         """Ask for a dead letter to be tried again."""

@@ -10,17 +10,20 @@ answer the last batch's base offset + 1 there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from services.runtime.kafka_security import KafkaSecurity
 from services.runtime.settings import Settings
 
-__all__ = ["TopicMirror"]
+__all__ = ["TopicMirror", "register_mirrors"]
 
 
 class TopicMirror(mode.Service):
@@ -33,17 +36,19 @@ class TopicMirror(mode.Service):
     ) -> None:
         super().__init__(**kwargs)
         self._settings = settings
-        self._topic = topic
+        self.topic = topic
         self._apply = apply
         self._consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
+        #: Records read since the start (gatekeeper_mirror_records_total).
+        self.records_read = 0
         #: When it last had read every partition to its end.
         self.current_at = datetime.fromtimestamp(0, UTC)
 
     async def _open(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"gatekeeper-mirror-{self._topic}",
+            client_id=f"gatekeeper-mirror-{self.topic}",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -51,12 +56,12 @@ class TopicMirror(mode.Service):
             **KafkaSecurity.of(self._settings).client_kwargs(),
         )
         await consumer.start()
-        partitions = consumer.partitions_for_topic(self._topic)
+        partitions = consumer.partitions_for_topic(self.topic)
         while not partitions:
             await asyncio.sleep(0.2)
             await consumer.topics()  # fresh metadata
-            partitions = consumer.partitions_for_topic(self._topic)
-        consumer.assign([TopicPartition(self._topic, p) for p in sorted(partitions)])
+            partitions = consumer.partitions_for_topic(self.topic)
+        consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         return consumer
 
@@ -78,6 +83,7 @@ class TopicMirror(mode.Service):
                 for records in batches.values():
                     for record in records:
                         self._apply(record.key, record.value, tuple(record.headers or ()))
+                    self.records_read += len(records)
                 await self._check_caught_up(self._consumer)
             except asyncio.CancelledError:
                 raise
@@ -92,3 +98,30 @@ class TopicMirror(mode.Service):
 
     async def on_stop(self) -> None:
         await self._close()
+
+
+class _MirrorCollector(Collector):
+    def __init__(self, mirrors: Sequence[TopicMirror]) -> None:
+        self._mirrors = tuple(mirrors)
+
+    def collect(self) -> Iterator[Metric]:
+        read = CounterMetricFamily(
+            "gatekeeper_mirror_records",
+            "Records read from a topic every process of a service reads whole.",
+            labels=["topic"],
+        )
+        current = GaugeMetricFamily(
+            "gatekeeper_mirror_caught_up",
+            "1 once the topic has been read to its end since the start.",
+            labels=["topic"],
+        )
+        for mirror in self._mirrors:
+            read.add_metric([mirror.topic], mirror.records_read)
+            current.add_metric([mirror.topic], 1.0 if mirror.caught_up else 0.0)
+        yield read
+        yield current
+
+
+def register_mirrors(registry: CollectorRegistry, mirrors: Sequence[TopicMirror]) -> None:
+    """The mirrors' progress as metrics: records read and whether caught up, by topic."""
+    registry.register(_MirrorCollector(mirrors))

@@ -11,6 +11,7 @@ __all__ = [
     "ACCEPTED",
     "CMS_EVENTS",
     "CMS_EVENTS_DLQ",
+    "DEAD",
     "DECISIONS",
     "GATE_COMMANDS",
     "HELD",
@@ -50,6 +51,8 @@ HELD = "gate.held"
 RECEIPTS = "publish.receipts"  # DeliveryReceipt: what reached a receiver
 PUBLISH_ARCHIVE = "publish.archive"  # every publication exactly as sent
 PUBLISH_DLQ = "publish.dlq"  # deliveries that failed their last attempt
+#: The dead letters now, by delivery, compacted: the owner writes, every publish reads.
+DEAD = "publish.dead"
 PUBLISH_OUTCOMES = "publish.outcomes"  # attempt outcomes and redelivery requests, for publish
 
 #: Room for a 1 MiB CMS body after JSON escaping inside an envelope.
@@ -69,6 +72,7 @@ PIPELINE_TOPICS = (
     RECEIPTS,
     PUBLISH_ARCHIVE,
     PUBLISH_DLQ,
+    DEAD,
     PUBLISH_OUTCOMES,
 )
 
@@ -122,7 +126,7 @@ def topic_configs(topic: str, retention: TopicRetention) -> dict[str, str]:
     compacted like a table's changelog (the newest rows of each item, whatever their
     age). The services' tables make their own changelog topics, compacted too.
     """
-    if topic == HELD:  # the newest rows of every item held, however old
+    if topic in (HELD, DEAD):  # the newest word on each item or delivery, however old
         return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
     return {
         "cleanup.policy": "delete",

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import httpx
+import yaml
 
 from services.runtime.broker import free_port
-from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
+from services.runtime.config import DEFAULT_CONFIG_PATH
+from tests.conftest import (
+    LERUM_OUTBOUND,
+    OPERATOR_AUTH,
+    content_event,
+    internal_notice,
+    with_outbound_secrets,
+)
+from tests.e2e.receivers import WebhookReceiver
+from tests.e2e.test_publish import _order, _release
 from tests.harness import (
     Pipeline,
     Service,
@@ -106,3 +117,86 @@ def test_two_gates_list_page_and_act_for_every_item_and_survive_losing_one(
         assert topics.released("external.web", items) == counts, "nothing released again"
     finally:
         second.stop()
+
+
+def _second(pipeline: Pipeline, name: str, **extra: str) -> Service:
+    port = free_port()
+    env = pipeline.env(
+        **{
+            f"GATEKEEPER_{name.upper()}_PORT": str(port),
+            "GATEKEEPER_INSTANCE_ID": f"{pipeline.workdir.name}-{name}-b",
+            "GATEKEEPER_DATA_DIR": str(pipeline.workdir / f"data-{name}-b"),
+            **extra,
+        }
+    )
+    return Service(name, port, env, pipeline.workdir / f"{name}-b-{port}.log")
+
+
+def _seen_read(ingest: Service) -> float:
+    """How many records of the accepted ids' changelog this ingest process has read."""
+    for line in httpx.get(f"{ingest.url}/metrics").text.splitlines():
+        if line.startswith("gatekeeper_mirror_records_total{") and "seen" in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_letters(
+    separate_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pipeline = separate_pipeline
+    receiver = WebhookReceiver(LERUM_OUTBOUND, default="410").start()
+    try:
+        config = with_outbound_secrets(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+        config["tenants"]["lerum"]["channels"].append(
+            {
+                "name": "gone",
+                "audience": "external",
+                "transport": {"kind": "webhook", "url": receiver.url},
+            }
+        )
+        path = tmp_path / "gatekeeper.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        ingests = [
+            pipeline.add("ingest", GATEKEEPER_CONFIG=str(path)).start(),
+            _second(pipeline, "ingest", GATEKEEPER_CONFIG=str(path)).start(),
+        ]
+        publishes = [
+            pipeline.add("publish", GATEKEEPER_CONFIG=str(path)).start(),
+            _second(pipeline, "publish", GATEKEEPER_CONFIG=str(path)).start(),
+        ]
+
+        # A CMS delivers an id to one ingest process, and again to the other.
+        event = content_event(item_id=unique_item("twice"))
+        first = post_event(ingests[0].url, event, webhook_id="msg_replicated_0001")
+        assert first.status_code == 202
+        wait_until(lambda: _seen_read(ingests[1]) >= 1, 30, "the other to read the id")
+        again = post_event(ingests[1].url, event, webhook_id="msg_replicated_0001")
+        assert again.status_code == 200
+        assert again.json()["status"] == "duplicate"
+        assert again.json()["event_id"] == first.json()["event_id"]
+
+        # A delivery dies on one publish process; both list it, either redelivers it.
+        item = unique_item("dead")
+        _release(pipeline.bootstrap, _order(item, ["gone"]))
+
+        def listed(service: Service) -> list[dict[str, object]]:
+            answer = httpx.get(f"{service.url}/v1/dead-letters", headers=OPERATOR_AUTH)
+            return [d for d in answer.json()["dead_letters"] if d["item_id"] == item]
+
+        for service in publishes:
+            wait_until(lambda s=service: listed(s), 60, f"the dead letter on {service.url}")
+        [letter] = listed(publishes[1])
+        receiver.default = "200"
+        answer = httpx.post(  # the second process asks the owner, whichever that is
+            f"{publishes[1].url}/v1/dead-letters/{letter['delivery_id']}/redeliver",
+            headers=OPERATOR_AUTH,
+            timeout=30,
+        )
+        assert answer.status_code in (200, 202), answer.text
+        wait_until(lambda: receiver.accepted, 60, "the redelivery received")
+        for service in publishes:
+            wait_until(lambda s=service: not listed(s), 30, f"gone from {service.url}'s list")
+    finally:
+        receiver.stop()
+        for service in pipeline.services.values():
+            service.stop()
