@@ -14,11 +14,12 @@ import hmac
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -26,7 +27,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from services.gate import wording
+from services.gate import paging, wording
 from services.gate.followup import FollowUp, to_csv
 from services.gate.handler import GateHandler
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
@@ -45,6 +46,8 @@ LOGIN_COOKIE = "gk_login"
 #: The login under way with the provider: state, nonce, PKCE verifier, for 10 minutes.
 STATE_COOKIE = "gk_oidc"
 STATE_TTL_S = 600
+#: Rows a page of the held list.
+CONSOLE_PAGE = 50
 #: A session cookie to write with the page: new, or used again after a while.
 _SET_SESSION = web.RequestKey("set_session", str)
 _ZONE = ZoneInfo("Europe/Stockholm")
@@ -332,7 +335,7 @@ class Console:
 
     # -- pages --------------------------------------------------------------------------
 
-    def _row(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _row(self, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         """A held list row as the pages show it."""
         policy = self._handler.policy(row["tenant"])
         held_since = datetime.fromisoformat(row["held_since"])
@@ -359,18 +362,39 @@ class Console:
     async def held(self, request: web.Request) -> web.Response:
         session = self._who(request)
         who, now = session.identity, self._clock()
-        rows = [
-            self._row(row, now)
-            for row in self._handler.board.rows(who.visible(sorted(self._tenants)))
-        ]
-        rows.sort(key=lambda r: (not r["escalated"], r["held_since"]))
+        everything = list(self._handler.board.rows(who.visible(sorted(self._tenants))))
+        q = request.query.get("q", "").strip()
+        reason = request.query.get("orsak") or None
+        try:
+            found = paging.page(
+                everything,
+                limit=CONSOLE_PAGE,
+                cursor=request.query.get("sida") or None,
+                q=q,
+                reason=reason,
+            )
+        except paging.BadCursor:
+            raise web.HTTPSeeOther("/console") from None
+        reasons = sorted({r for row in everything for r in row["reasons"]})
         done = {"released": "Publiceringen är släppt.", "rejected": "Publiceringen är stoppad."}
+        further = None
+        if found.next_cursor:
+            further = "/console?" + urlencode(
+                {k: v for k, v in (("q", q), ("orsak", reason or "")) if v}
+                | {"sida": found.next_cursor}
+            )
         return self._page(
             request,
             "held.html",
             who=who,
             csrf=session.csrf,
-            rows=rows,
+            rows=[self._row(row, now) for row in found.rows],
+            count=found.count,
+            total=len(everything),
+            q=q,
+            reason=reason,
+            reasons=[(r, wording.reason_text(r)) for r in reasons],
+            further=further,
             tenants=", ".join(who.visible(sorted(self._tenants))),
             message=done.get(request.query.get("klart", "")),
         )

@@ -436,3 +436,38 @@ async def test_the_held_list_pages_searches_and_names_a_bad_parameter(
         assert bad.status == 400
         assert bad.headers["content-type"].startswith("application/problem+json")
         assert [e["field"] for e in (await bad.json())["errors"]] == ["limit", "cursor"]
+
+
+async def test_the_console_pages_50_at_a_time_with_search_and_a_reason_filter(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+    for n in range(53):
+        clock.advance(seconds=1)
+        await _hold(gate, clock, f"list-{n:02d}", title=f"Nyhet nummer {n}")
+    await _hold(
+        gate, clock, "brand-1", title="Brand i Gråbo", publish_at="2099-01-01T08:00:00+01:00"
+    )
+    app = _console(gate, deployment, clock)
+    async with TestClient(TestServer(app)) as client:
+        await _login(client, "anna-token")
+        first = await (await client.get("/console")).text()
+        assert "54 av 54 väntande" in first
+        assert first.count("/console/items/lerum/") == 50
+        further = re.search(r'href="(/console\?sida=[^"]+)" rel="next"', first)
+        assert further is not None
+        second = await (await client.get(further.group(1).replace("&amp;", "&"))).text()
+        assert second.count("/console/items/lerum/") == 4
+        assert 'rel="next"' not in second
+        shown = set(re.findall(r"/console/items/lerum/([\w.-]+)", first + second))
+        assert len(shown) == 54, "each once over the pages"
+
+        found = await (await client.get("/console", params={"q": "brand gråbo"})).text()
+        assert "1 av 54 väntande" in found
+        assert "/console/items/lerum/brand-1" in found
+        waiting = await (
+            await client.get("/console", params={"orsak": "awaiting_internal_notice"})
+        ).text()
+        assert "54 av 54" in waiting, "every one waits for its internal notice"
+        nothing = await (await client.get("/console", params={"q": "ingenting-sådant"})).text()
+        assert "Inget som väntar matchar sökningen." in nothing
