@@ -478,10 +478,17 @@ class Console:
             month = self._clock().astimezone(_ZONE).strftime("%Y-%m")
         return tenant, month
 
+    @staticmethod
+    def _until(request: web.Request, month: str) -> str | None:
+        """The last month of a period that starts at *month* ("till"), if one is asked."""
+        until = request.query.get("till", "")
+        return until if _MONTH.match(until) and until > month else None
+
     async def follow_up(self, request: web.Request) -> web.Response:
         caller = self._who(request)
         tenant, month = self._month_and_tenant(request, caller)
-        rows = self._followup.figures(tenant, month)
+        until = self._until(request, month)
+        rows = self._followup.figures(tenant, month, until)
         policy = self._handler.policy(tenant)
         reasons: dict[str, int] = {}
         findings: dict[str, int] = {}
@@ -500,7 +507,10 @@ class Console:
             tenants=caller.identity.visible(sorted(self._tenants)),
             organization=policy.organization if policy else tenant,
             month=month,
-            month_name=month_name(month),
+            month_name=(
+                f"{month_name(month)} – {month_name(until)}" if until else month_name(month)
+            ),
+            until=until or "",
             ready=self._followup_ready(),
             units=[
                 {
@@ -518,7 +528,7 @@ class Console:
             ],
             reason_rows=sorted(reasons.items(), key=lambda r: -r[1]),
             finding_rows=sorted(findings.items(), key=lambda r: -r[1]),
-            **self._lead_over_months(tenant, month),
+            **self._lead_over_months(tenant, until or month),
         )
 
     def _lead_over_months(self, tenant: str, month: str) -> dict[str, Any]:
@@ -548,7 +558,11 @@ class Console:
         caller = self._who(request)
         tenant, month = self._month_and_tenant(request, caller)
         return web.Response(
-            body=to_csv(tenant, month, self._followup.figures(tenant, month)),
+            body=to_csv(
+                tenant,
+                month,
+                self._followup.figures(tenant, month, self._until(request, month)),
+            ),
             content_type="text/csv",
             charset="utf-8",
             headers={

@@ -18,6 +18,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas.api import UnitFigures
@@ -91,6 +92,29 @@ class _Unit:
             for finding in d.findings:
                 self.findings[finding.rule].add(key)
 
+    def merged(self, other: _Unit) -> _Unit:
+        """Both months' item versions as one period's (a version counted once)."""
+
+        def union(a: dict[str, set[Version]], b: dict[str, set[Version]]) -> Any:
+            out: dict[str, set[Version]] = defaultdict(set)
+            for key in (*a, *b):
+                out[key] = a.get(key, set()) | b.get(key, set())
+            return out
+
+        return _Unit(
+            released=self.released | other.released,
+            leads={**self.leads, **other.leads},
+            held=self.held | other.held,
+            held_by_reason=union(self.held_by_reason, other.held_by_reason),
+            hold_times={**self.hold_times, **other.hold_times},
+            escalated=self.escalated | other.escalated,
+            overridden=self.overridden | other.overridden,
+            rejected=self.rejected | other.rejected,
+            crisis=self.crisis | other.crisis,
+            findings=union(self.findings, other.findings),
+            retracted=self.retracted | other.retracted,
+        )
+
     def figures(self, unit: str) -> UnitFigures:
         leads = list(self.leads.values())
         return UnitFigures(
@@ -135,13 +159,15 @@ class FollowUp:
     def months(self, tenant: str) -> list[str]:
         return sorted({m for t, m, _ in self._units if t == tenant})
 
-    def figures(self, tenant: str, month: str) -> list[UnitFigures]:
-        """Each unit's figures for *tenant* in *month* (YYYY-MM), by unit name."""
-        return [
-            unit.figures(name)
-            for (t, m, name), unit in sorted(self._units.items())
-            if t == tenant and m == month
-        ]
+    def figures(self, tenant: str, month: str, until: str | None = None) -> list[UnitFigures]:
+        """Each unit's figures for *tenant* in *month* (YYYY-MM), by unit name; with
+        *until*, for the months from *month* to *until* as one period."""
+        last = until or month
+        period: dict[str, _Unit] = {}
+        for (t, m, name), unit in sorted(self._units.items()):
+            if t == tenant and month <= m <= last:
+                period[name] = period[name].merged(unit) if name in period else unit
+        return [unit.figures(name) for name, unit in sorted(period.items())]
 
 
 _COLUMNS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.events import AcceptedEvent, ContentEvent, Decision, DeliveryReceipt, Recorded
 from services.gate.console import Console
+from services.gate.followup import FollowUp
 from services.gate.operator_api import OperatorApi
 from services.runtime import topics
 from services.runtime.audit import acceptance
@@ -471,3 +472,48 @@ async def test_the_console_pages_50_at_a_time_with_search_and_a_reason_filter(
         assert "54 av 54" in waiting, "every one waits for its internal notice"
         nothing = await (await client.get("/console", params={"q": "ingenting-sådant"})).text()
         assert "Inget som väntar matchar sökningen." in nothing
+
+
+async def test_the_follow_up_page_shows_a_month_or_a_period_per_unit(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    gate = Gate(deployment, clock)
+
+    def released(n: int, month: int) -> Decision:
+        return Decision(
+            decision_id=f"d{n}",
+            kind="released",
+            reason="ok",
+            rule="r",
+            tenant="lerum",
+            item_id=f"i{n}",
+            version=1,
+            audience="external",
+            decided_at=datetime(2026, month, 10, 8, 0, tzinfo=UTC),
+            unit="Sektor Lärande",
+            internal_lead_s=3600.0 * n,
+        )
+
+    followup = FollowUp().add_all([released(1, 9), released(2, 9), released(3, 10)])
+    app = web.Application()
+    api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
+    Console(
+        gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions(), None,
+        followup=followup,
+    ).add_routes(app)  # fmt: skip
+    async with TestClient(TestServer(app)) as client:
+        await _login(client, "anna-token")
+        month = await (await client.get("/console/uppfoljning?month=2026-09")).text()
+        period = await (await client.get("/console/uppfoljning?month=2026-09&till=2026-10")).text()
+        csv = await (await client.get("/console/uppfoljning.csv?month=2026-09&till=2026-10")).read()
+
+    def released_cell(page: str) -> str:
+        row = re.search(r"<th scope=\"row\">Sektor Lärande</th>\s*<td>(\d+)</td>", page)
+        assert row is not None
+        return row.group(1)
+
+    assert "september 2026" in month
+    assert released_cell(month) == "2"
+    assert "september 2026 – oktober 2026" in period
+    assert released_cell(period) == "3", "the period counts every month's versions"
+    assert ";3;" in csv.decode("utf-8-sig").splitlines()[1]
