@@ -152,6 +152,8 @@ class UnitFigures(_Answer):
     #: External item versions with a content finding, by rule.
     findings_by_rule: dict[str, int] = Field(default_factory=dict)
     retracted: int = 0
+    #: The mean readability (LIX) of the external versions' texts.
+    mean_lix: float | None = None
 
 
 class FollowUpAnswer(_Answer):

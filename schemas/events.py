@@ -266,6 +266,8 @@ class Decision(Immutable):
     unit: str | None = None
     #: An external release: seconds since the item's internal notice was delivered.
     internal_lead_s: float | None = None
+    #: An external version: the readability (LIX) of its body.
+    lix: float | None = None
 
 
 class Notification(Immutable):

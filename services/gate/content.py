@@ -129,7 +129,7 @@ def _sentences(text: str) -> list[str]:
 
 def lix(text: str) -> float:
     """Läsbarhetsindex: words per sentence plus the share of words over six letters, in %."""
-    return float(textstat.lix(text)) if _words(text) else 0.0
+    return _measure(text).lix
 
 
 # -- the rules ---------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class _Unit:
     crisis: set[Version] = field(default_factory=set)
     findings: dict[str, set[Version]] = field(default_factory=lambda: defaultdict(set))
     retracted: set[Version] = field(default_factory=set)
+    lix: dict[Version, float] = field(default_factory=dict)
 
     def add(self, d: Decision, was_held: bool) -> None:
         key: Version = (d.item_id, d.version, d.audience or "")
@@ -91,6 +92,8 @@ class _Unit:
         if external:
             for finding in d.findings:
                 self.findings[finding.rule].add(key)
+            if d.lix is not None:
+                self.lix[key] = d.lix
 
     def merged(self, other: _Unit) -> _Unit:
         """Both months' item versions as one period's (a version counted once)."""
@@ -113,6 +116,7 @@ class _Unit:
             crisis=self.crisis | other.crisis,
             findings=union(self.findings, other.findings),
             retracted=self.retracted | other.retracted,
+            lix={**self.lix, **other.lix},
         )
 
     def figures(self, unit: str) -> UnitFigures:
@@ -131,6 +135,7 @@ class _Unit:
             crisis=len(self.crisis),
             findings_by_rule={r: len(k) for r, k in sorted(self.findings.items())},
             retracted=len(self.retracted),
+            mean_lix=round(statistics.fmean(self.lix.values()), 1) if self.lix else None,
         )
 
 
@@ -184,6 +189,7 @@ _COLUMNS = [
     "crisis",
     "findings_by_rule",
     "retracted",
+    "mean_lix",
 ]
 
 
@@ -193,7 +199,7 @@ def _cell(value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
     if isinstance(value, float):
-        return f"{value:.0f}"
+        return str(round(value, 1)).removesuffix(".0")
     return str(value)
 
 

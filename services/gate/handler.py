@@ -142,7 +142,11 @@ class GateHandler:
                 ContentFinding(rule=f.rule, action=f.action, message=f.message, fix=f.fix)
                 for f in found
             )
-            return Accepted(accepted.event_id, accepted.event, findings), (acceptance(accepted),)
+            event = accepted.event
+            readability = content.lix(event.body) if event.audience == "external" else None
+            return Accepted(accepted.event_id, event, findings, readability), (
+                acceptance(accepted),
+            )
         if topic == topics.RECEIPTS:
             return Receipt(DeliveryReceipt.model_validate_json(value)), ()
         command = _COMMAND.validate_json(value)

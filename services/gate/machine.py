@@ -91,6 +91,8 @@ class Held(Immutable):
     findings: tuple[ContentFinding, ...] = ()
     escalated: bool = False
     notified: bool = False
+    #: An external text's LIX, for follow-up.
+    lix: float | None = None
 
 
 class ItemState(Immutable):
@@ -120,6 +122,7 @@ class Accepted:
     event_id: str
     event: ContentEvent
     findings: tuple[ContentFinding, ...] = ()  # what the content checks found
+    lix: float | None = None  # an external text's readability, for follow-up
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,7 @@ def _decision(
         operator_email=operator_email,
         unit=mask_identity_numbers(held.event.unit) if held else None,
         internal_lead_s=internal_lead_s,
+        lix=held.lix if held else None,
     )
 
 
@@ -486,6 +490,7 @@ def _on_accepted(
         reasons=blocks,
         warnings=warnings,
         findings=inp.findings,
+        lix=inp.lix,
     )
     superseded = state.held.get(audience)
     state = state.model_copy(update={"held": {**state.held, audience: held}})

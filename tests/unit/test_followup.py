@@ -47,6 +47,7 @@ def histories(draw: st.DrawFn) -> list[Decision]:
                 crisis=draw(st.booleans()),
                 unit=draw(st.sampled_from(UNITS)),
                 internal_lead_s=float(draw(st.integers(0, 7200))),
+                lix=draw(st.one_of(st.none(), st.floats(10, 80).map(lambda x: round(x, 1)))),
                 findings=findings,
             )
         )
@@ -98,6 +99,7 @@ def _expected(history: list[Decision], tenant: str, months: set[str], unit: str)
         return len({version(d) for d in mine if d.kind == kind})
 
     ordered = sorted(x for x in leads if x is not None)
+    lix = {version(d): d.lix for d in mine if d.audience == "external" and d.lix is not None}
     return {
         "unit": unit,
         "external_released": len({version(d) for d in releases}),
@@ -112,6 +114,7 @@ def _expected(history: list[Decision], tenant: str, months: set[str], unit: str)
         "crisis": len({version(d) for d in releases if d.crisis}),
         "findings_by_rule": {r: len(v) for r, v in sorted(findings.items())},
         "retracted": count("retracted"),
+        "mean_lix": round(statistics.fmean(lix.values()), 1) if lix else None,
     }
 
 
