@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         default=False, validation_alias=_env("GATEKEEPER_EMBEDDED_BROKER")
     )
     partitions: int = Field(default=4, ge=1, validation_alias=_env("GATEKEEPER_PARTITIONS"))
+    #: Standby copies of each table partition on other replicas (RocksDB store: the
+    #: memory store replays from the start anyway, so 0 there).
+    standby_replicas: int = Field(
+        default=0, ge=0, validation_alias=_env("GATEKEEPER_STANDBY_REPLICAS")
+    )
     replication_factor: int = Field(
         default=1, ge=1, validation_alias=_env("GATEKEEPER_REPLICATION_FACTOR")
     )

@@ -80,6 +80,9 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         "broker_session_timeout": settings.kafka_session_timeout,
         "broker_heartbeat_interval": settings.kafka_heartbeat_interval,
         "broker_rebalance_timeout": settings.kafka_rebalance_timeout,
+        # With replicas on RocksDB, a standby keeps each partition's table warm on
+        # another replica, so failover reads only the changelog's tail there.
+        "table_standby_replicas": settings.standby_replicas,
     }
     security = KafkaSecurity.of(settings)
     credentials = security.faust_credentials()

@@ -502,5 +502,12 @@ def test_gate_replicas_run_as_a_spread_stateful_set_with_stable_names() -> None:
     assert env["GATEKEEPER_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     budgets = [m for m in manifests if m["kind"] == "PodDisruptionBudget"]
     assert {b["metadata"]["labels"]["app.kubernetes.io/component"] for b in budgets} >= {"gate"}
+    assert "GATEKEEPER_STANDBY_REPLICAS" not in env, "no standby on the memory store"
     one = _render(None)
     assert not [m for m in one if m["kind"] == "StatefulSet"], "one gate stays a Deployment"
+    warm = _render({"services": {"gate": {"replicas": 2, "store": "rocksdb"}}})
+    (gate,) = [m for m in warm if m["kind"] == "StatefulSet"]
+    env = {
+        e["name"]: e.get("value") for e in gate["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["GATEKEEPER_STANDBY_REPLICAS"] == "1"
