@@ -145,6 +145,7 @@ def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_le
 ) -> None:
     pipeline = separate_pipeline
     receiver = WebhookReceiver(LERUM_OUTBOUND, default="410").start()
+    seconds: list[Service] = []
     try:
         config = with_outbound_secrets(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
         config["tenants"]["lerum"]["channels"].append(
@@ -156,13 +157,15 @@ def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_le
         )
         path = tmp_path / "gatekeeper.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        seconds.append(_second(pipeline, "ingest", GATEKEEPER_CONFIG=str(path)))
+        seconds.append(_second(pipeline, "publish", GATEKEEPER_CONFIG=str(path)))
         ingests = [
             pipeline.add("ingest", GATEKEEPER_CONFIG=str(path)).start(),
-            _second(pipeline, "ingest", GATEKEEPER_CONFIG=str(path)).start(),
+            seconds[0].start(),
         ]
         publishes = [
             pipeline.add("publish", GATEKEEPER_CONFIG=str(path)).start(),
-            _second(pipeline, "publish", GATEKEEPER_CONFIG=str(path)).start(),
+            seconds[1].start(),
         ]
 
         # A CMS delivers an id to one ingest process, and again to the other.
@@ -198,5 +201,6 @@ def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_le
             wait_until(lambda s=service: not listed(s), 30, f"gone from {service.url}'s list")
     finally:
         receiver.stop()
-        for service in pipeline.services.values():
-            service.stop()
+        for service in seconds:  # the pipeline stops its own
+            if service.proc is not None and service.proc.poll() is None:
+                service.stop()
