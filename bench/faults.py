@@ -20,6 +20,8 @@ services and the broker for 60 s instead of a kill (a proxy of the tests' own
 stands between them, and the broker advertises it). Then, from the topics and
 the receivers themselves, it checks:
 
+- (``--gates 2``: two gate processes form the gate, and a killed gate is one of
+  them) every gate process lists the same held items;
 - no external publication went out before its item's internal notice was
   delivered, nor before its publish_at;
 - no (item, version, channel) was delivered twice (one delivery id, one
@@ -61,7 +63,7 @@ from tests.conftest import (
 )
 from tests.e2e.cutting_proxy import CuttingProxy
 from tests.e2e.receivers import WebhookReceiver
-from tests.harness import PROFILES, Pipeline, TopicReader, all_held, post_event
+from tests.harness import PROFILES, Pipeline, Service, TopicReader, all_held, post_event
 
 SERVICES = ("ingest", "gate", "publish")
 EXTERNAL = ("web", "slow", "flaky")
@@ -152,6 +154,22 @@ def _post(ingest: str, posting: Posting, deadline: float) -> int:
         time.sleep(0.2)
 
 
+def _second_gate(pipeline: Pipeline, config: str, store: str) -> Service:
+    """Another gate process, with a volume and a name of its own, as a replica runs."""
+    port = free_port()
+    env = pipeline.env(
+        GATEKEEPER_CONFIG=config,
+        GATEKEEPER_LOG_LEVEL="warning",
+        GATEKEEPER_GATE_STORE=store,
+        GATEKEEPER_GATE_PORT=str(port),
+        GATEKEEPER_INSTANCE_ID=f"{pipeline.workdir.name}-gate-b",
+        GATEKEEPER_DATA_DIR=str(pipeline.workdir / "data-gate-b"),
+    )
+    service = Service("gate", port, env, pipeline.workdir / f"gate-b-{port}.log")
+    pipeline.services["gate-b"] = service  # stopped with the rest
+    return service
+
+
 def _kill_and_restart(pipeline: Pipeline, name: str) -> None:
     service = pipeline.services[name]
     service.stop(signal.SIGKILL)
@@ -181,12 +199,22 @@ def _json_by_key(reader: TopicReader, topic: str) -> dict[str, list[dict[str, An
     return out
 
 
+def _lists_differ(held: dict[str, Any], others: list[str]) -> list[str]:
+    """Every gate process lists every held item: the ways they do not."""
+    found = []
+    for other in others:
+        theirs = {row["item_id"] for row in all_held(other)}
+        if theirs != set(held):
+            found.append(f"the gates' held lists differ: {len(held)} here, {len(theirs)} there")
+    return found
+
+
 def _check(
     result: Round,
     reader: TopicReader,
     postings: list[Posting],
     receivers: dict[str, WebhookReceiver],
-    gate: str,
+    gates: list[str],
 ) -> None:
     publish_at = {
         (p.item, p.event["version"]): datetime.fromisoformat(p.event["publish_at"])
@@ -243,7 +271,8 @@ def _check(
         if len(ids) > 1:
             result.violations.append(f"{item} v{version} delivered to {channel} {len(ids)} times")
 
-    held = {row["item_id"]: row["reasons"] for row in all_held(gate)}
+    held = {row["item_id"]: row["reasons"] for row in all_held(gates[0])}
+    result.violations += _lists_differ(held, gates[1:])
     decisions = _json_by_key(reader, "gate.decisions")
     ends = {"released", "overridden", "retracted", "stale", "rejected_by_operator"}
     counts: dict[str, int] = defaultdict(int)
@@ -274,6 +303,8 @@ class Faults:
     kill: str | None = None
     #: instead of a kill, cut every connection to Kafka for this many seconds
     outage: float = 0.0
+    #: gate processes forming one gate; with two, a killed gate is one replica of them
+    gates: int = 1
 
 
 def _outage(proxy: CuttingProxy, seconds: float) -> None:
@@ -321,6 +352,8 @@ def _round(number: int, items: int, rng: random.Random, faults: Faults) -> Round
                     GATEKEEPER_LOG_LEVEL="warning",
                     GATEKEEPER_GATE_STORE=faults.store,
                 ).start()
+            if faults.gates == 2:
+                _second_gate(pipeline, config, faults.store).start()
             try:
                 postings = _plan(rng, items, f"r{number}-{rng.randrange(10**6)}")
                 victim = faults.kill or rng.choice(SERVICES)
@@ -343,10 +376,8 @@ def _round(number: int, items: int, rng: random.Random, faults: Faults) -> Round
                     fault.join(180 + faults.outage)
                 reader = TopicReader(own)
                 _settle(reader, postings)
-                _check(
-                    result, reader, postings, {"slow": slow, "flaky": flaky},
-                    pipeline.services["gate"].url,
-                )  # fmt: skip
+                gates = [s.url for n, s in pipeline.services.items() if n.startswith("gate")]
+                _check(result, reader, postings, {"slow": slow, "flaky": flaky}, gates)
             finally:
                 pipeline.stop_all()
     finally:
@@ -370,12 +401,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="instead of a kill, cut every connection to Kafka for this long",
     )
+    parser.add_argument(
+        "--gates",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="gate processes forming one gate; with 2, a killed gate is one of them",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)  # noqa: S311
     rng = random.Random(seed)  # noqa: S311  (a reproducible fault plan, not security)
     print(
         f"fault rounds: {args.rounds} of {args.items} items, seed {seed}, "
         f"{args.mode} mode, gate store {args.store}"
+        + (f", {args.gates} gate processes" if args.gates > 1 else "")
         + (f", Kafka cut off for {args.kafka_outage:.0f} s" if args.kafka_outage else ""),
         flush=True,
     )
@@ -383,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'round':>5} {'killed':>8} {'at':>6} {'posted':>6} {'re-posts':>8}  outcome"
     print(header, flush=True)
     for number in range(1, args.rounds + 1):
-        faults = Faults(args.mode, args.store, args.kill, args.kafka_outage)
+        faults = Faults(args.mode, args.store, args.kill, args.kafka_outage, args.gates)
         result = _round(number, args.items, rng, faults)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
         print(
