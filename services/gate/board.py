@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,14 @@ CREATE TABLE board (
     rows TEXT         -- JSON list of its rows; NULL: nothing held
 ) WITHOUT ROWID;
 CREATE INDEX board_since ON board (tenant, since) WHERE rows IS NOT NULL;
+"""
+#: A newer record replaces an older one; an older one changes nothing.
+_UPSERT = """
+INSERT INTO board (key, tenant, since, stamp, rows) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    tenant = excluded.tenant, since = excluded.since, stamp = excluded.stamp,
+    rows = excluded.rows
+WHERE excluded.stamp >= board.stamp
 """
 
 
@@ -104,22 +112,31 @@ class HeldBoard:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)  # derived: made anew at every start
-        self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(
+            str(path) if path else ":memory:", isolation_level=None, check_same_thread=False
+        )
+        # Derived and rebuilt at every start, as the hold index: no sync, no journal.
+        self._db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
 
     def put(self, key: bytes, stamp: float, rows: list[Row]) -> None:
         """The owner's rows for one item at *stamp*; ignored if the board has newer."""
-        found = self._db.execute("SELECT stamp FROM board WHERE key = ?", (key,)).fetchone()
-        if found is not None and found[0] > stamp:
-            return
-        since = min((r["held_since"] for r in rows), default=None)
-        tenant = rows[0]["tenant"] if rows else None
-        text = json.dumps(rows, separators=(",", ":")) if rows else None
-        self._db.execute(
-            "INSERT OR REPLACE INTO board (key, tenant, since, stamp, rows) VALUES (?,?,?,?,?)",
-            (key, tenant, since, stamp, text),
-        )
-        self._db.commit()
+        self.put_many([(key, stamp, rows)])
+
+    def put_many(self, entries: Iterable[tuple[bytes, float, list[Row]]]) -> None:
+        """:meth:`put` for many items in one transaction (a batch, the build at start)."""
+        values = [
+            (
+                key,
+                rows[0]["tenant"] if rows else None,
+                min((r["held_since"] for r in rows), default=None),
+                stamp,
+                json.dumps(rows, separators=(",", ":")) if rows else None,
+            )
+            for key, stamp, rows in entries
+        ]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(_UPSERT, values)
 
     def apply(
         self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]

@@ -201,8 +201,7 @@ class GateHandler:
             self._add_history(batch, raw_key, i, noted)
         stamp, boarded = self._board_records(batch, now)
         await self._outbox.send_all([*batch.outbound, *(out for _, _, out in boarded)])
-        for raw_key, rows, _ in boarded:
-            self._board.put(raw_key, stamp, rows)
+        self._board.put_many((raw_key, stamp, rows) for raw_key, rows, _ in boarded)
         self._count(batch.decided, now)
         # Saved even when unchanged: an input replayed after a crash finds the state
         # it made already in a local store, decides nothing new, and this write is
@@ -352,14 +351,18 @@ class GateHandler:
         """
         if not self._indexed and self._ready():
             entries: list[Entry] = []
+            held: list[tuple[bytes, float, list[dict[str, Any]]]] = []
             for key, state in self._items.items():
                 entries.append(_entry(key, state))
                 if state.is_held():  # known before any gate.held record names it
-                    self._board.put(key, 0.0, rows_of(state, self._policies.get(state.tenant)))
+                    held.append((key, 0.0, rows_of(state, self._policies.get(state.tenant))))
                 if len(entries) == _INDEX_CHUNK:
                     self._index.update_many(entries)
+                    self._board.put_many(held)
                     entries.clear()
+                    held.clear()
             self._index.update_many(entries)
+            self._board.put_many(held)
             self._indexed = True
         return self._indexed
 
