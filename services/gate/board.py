@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from services.gate import wording
 from services.gate.machine import GatePolicy, Held, ItemState, sender_for
+from services.runtime.stamps import stamp_of
 
-__all__ = ["STAMP_HEADER", "HeldBoard", "api_row", "record_value", "rows_of", "stamp_header"]
+__all__ = ["HeldBoard", "api_row", "record_value", "rows_of"]
 
 Row = dict[str, Any]
 
@@ -94,17 +95,9 @@ def api_row(row: Row) -> Row:
     return {k: v for k, v in row.items() if k != "preview"}
 
 
-#: The owner's time of a ``gate.held`` record, in a header so a tombstone has one too.
-STAMP_HEADER = "gatekeeper-stamp"
-
-
 def record_value(rows: list[Row]) -> bytes | None:
     """The ``gate.held`` value of an item: its rows, or a tombstone (None) when empty."""
     return json.dumps(rows, separators=(",", ":")).encode() if rows else None
-
-
-def stamp_header(stamp: float) -> tuple[str, bytes]:
-    return (STAMP_HEADER, repr(stamp).encode())
 
 
 class HeldBoard:
@@ -143,14 +136,15 @@ class HeldBoard:
     ) -> None:
         """One record of ``gate.held``, as the mirror reads it; one without a key or a
         time is not ours and is skipped."""
-        stamp = next((v for k, v in headers if k == STAMP_HEADER), None)
+        stamp = stamp_of(headers)
         if key is None or stamp is None:
             return
         try:
             rows = json.loads(value) if value is not None else []
-            self.put(key, float(stamp), list(rows))
-        except (ValueError, TypeError):
+        except ValueError:
             return
+        if isinstance(rows, list):
+            self.put(key, stamp, rows)
 
     def get(self, key: bytes) -> list[Row]:
         found = self._db.execute("SELECT rows FROM board WHERE key = ?", (key,)).fetchone()

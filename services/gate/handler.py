@@ -28,7 +28,7 @@ from schemas.events import (
     Tick,
 )
 from services.gate import content, status, wording
-from services.gate.board import HeldBoard, record_value, rows_of, stamp_header
+from services.gate.board import HeldBoard, record_value, rows_of
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
 from services.gate.machine import (
@@ -48,6 +48,7 @@ from services.runtime.audit import acceptance
 from services.runtime.identity_numbers import mask_identity_numbers
 from services.runtime.keys import ItemKey, path_segment
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
+from services.runtime.stamps import Stamps, stamp_header
 
 __all__ = ["GateHandler"]
 
@@ -124,7 +125,7 @@ class GateHandler:
         self._indexed = False
         #: Every item held, whichever process owns it (``gate.held``).
         self._board = board or HeldBoard()
-        self._stamp = 0.0
+        self._stamps = Stamps()
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -221,8 +222,7 @@ class GateHandler:
     ) -> tuple[float, list[tuple[bytes, list[dict[str, Any]], OutboundRecord]]]:
         """The held list's record of every item whose holds the batch changed, and the
         time they carry (later than any this process gave before)."""
-        stamp = max(now.timestamp(), self._stamp + 1e-6)
-        self._stamp = stamp
+        stamp = self._stamps.next(now)
         out = []
         for raw_key, (_, state) in batch.states.items():
             if state.held == batch.held_before.get(raw_key, {}):

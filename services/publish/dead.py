@@ -15,14 +15,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from services.publish.delivery import Delivery
+from services.runtime.stamps import stamp_of
 
-__all__ = ["STAMP_HEADER", "DeadLetters", "stamp_header"]
-
-STAMP_HEADER = "gatekeeper-stamp"
-
-
-def stamp_header(stamp: float) -> tuple[str, bytes]:
-    return (STAMP_HEADER, repr(stamp).encode())
+__all__ = ["DeadLetters"]
 
 
 class DeadLetters:
@@ -39,14 +34,14 @@ class DeadLetters:
         self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
     ) -> None:
         """One record of ``publish.dead``; one without a key or a time is skipped."""
-        stamp = next((v for k, v in headers if k == STAMP_HEADER), None)
+        stamp = stamp_of(headers)
         if key is None or stamp is None:
             return
         try:
             record = Delivery.model_validate_json(value) if value is not None else None
-            self.put(key.decode(), float(stamp), record)
-        except (ValidationError, ValueError):
+        except ValidationError:
             return
+        self.put(key.decode(), stamp, record)
 
     def all(self, tenant: str | None = None) -> list[Delivery]:
         found = (

@@ -23,7 +23,7 @@ from schemas.events import (
 )
 from services.publish import delivery, notifications, status
 from services.publish.attempts import Attempts
-from services.publish.dead import DeadLetters, stamp_header
+from services.publish.dead import DeadLetters
 from services.publish.delivery import Delivery, Outcome
 from services.publish.machine import (
     DeadLettered,
@@ -41,6 +41,7 @@ from services.runtime import topics
 from services.runtime.config import STATUS_CHANNEL, Deployment, KafkaTransport, Tenant
 from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
+from services.runtime.stamps import Stamps, stamp_header
 
 __all__ = ["PublishHandler"]
 
@@ -98,7 +99,7 @@ class PublishHandler:
         self._ready = ready
         self._scanned = False
         self._dead = dead or DeadLetters()
-        self._stamp = 0.0
+        self._stamps = Stamps()
 
     async def handle(self, record: InboundRecord) -> None:
         if record.value is None:
@@ -187,14 +188,14 @@ class PublishHandler:
         records = [r for e in effects for r in self._records_of(e)]
         was_dead = before is not None and before.status == "dead"
         is_dead = after is not None and after.status == "dead"
-        stamp = max(now.timestamp(), self._stamp + 1e-6)
-        if was_dead != is_dead:  # every publish process lists it, or no longer
-            self._stamp = stamp
-            value = after.model_dump_json().encode() if is_dead and after else None
+        dead = after if is_dead else None
+        stamp = self._stamps.next(now) if was_dead != is_dead else None
+        if stamp is not None:  # every publish process lists it, or no longer
+            value = dead.model_dump_json().encode() if dead else None
             records.append(OutboundRecord(topics.DEAD, key.encode(), value, [stamp_header(stamp)]))
         await self._outbox.send_all(records)
-        if was_dead != is_dead:
-            self._dead.put(key, stamp, after if is_dead else None)
+        if stamp is not None:
+            self._dead.put(key, stamp, dead)
         if after is not None and after != before:
             self._records.put(key.encode(), after)
         for effect in effects:
