@@ -636,7 +636,11 @@ def _retract_internal(
         out.releases.append(_order(decision, event, published, policy, now, "internal"))
     held = {a: h for a, h in state.held.items() if not (a == "internal" and cancelled)}
     v = event.version
-    retracted = max(state.internal_retracted, v, state.latest.get("internal", 0))
+    # Every internal version staff were sent or are waiting for is withdrawn; not
+    # ``latest``, which an external retract raises for both audiences without any
+    # internal notice, so a notice that came after would count as withdrawn too.
+    held_internal = internal.event.version if internal is not None else 0
+    retracted = max(state.internal_retracted, v, state.released.get("internal", 0), held_internal)
     state = state.model_copy(
         update={
             "held": held,
