@@ -11,7 +11,6 @@ are audited with the person's name.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
@@ -28,7 +27,8 @@ import structlog
 from aiohttp import web
 
 from services.gate import paging, wording
-from services.gate.followup import FollowUp, to_csv
+from services.gate.followup import FollowUp
+from services.gate.followup_api import MONTH, csv_answer
 from services.gate.handler import GateHandler
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
 from services.gate.operator_api import OperatorApi
@@ -474,7 +474,7 @@ class Console:
         if tenant not in visible:
             raise web.HTTPNotFound(text="Hittades inte.")
         month = request.query.get("month", "")
-        if not _MONTH.match(month):
+        if not MONTH.match(month):
             month = self._clock().astimezone(_ZONE).strftime("%Y-%m")
         return tenant, month
 
@@ -482,7 +482,7 @@ class Console:
     def _until(request: web.Request, month: str) -> str | None:
         """The last month of a period that starts at *month* ("till"), if one is asked."""
         until = request.query.get("till", "")
-        return until if _MONTH.match(until) and until > month else None
+        return until if MONTH.match(until) and until > month else None
 
     async def follow_up(self, request: web.Request) -> web.Response:
         caller = self._who(request)
@@ -557,22 +557,10 @@ class Console:
     async def follow_up_csv(self, request: web.Request) -> web.Response:
         caller = self._who(request)
         tenant, month = self._month_and_tenant(request, caller)
-        return web.Response(
-            body=to_csv(
-                tenant,
-                month,
-                self._followup.figures(tenant, month, self._until(request, month)),
-            ),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="uppfoljning-{tenant}-{month}.csv"',
-                "Cache-Control": "no-store",
-            },
-        )
-
-
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+        rows = self._followup.figures(tenant, month, self._until(request, month))
+        answer = csv_answer(tenant, month, rows)
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
 
 def _duration(seconds: float | None) -> str:

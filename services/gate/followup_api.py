@@ -12,15 +12,16 @@ from collections.abc import Callable, Collection
 
 from aiohttp import web
 
-from schemas.api import FollowUpAnswer
+from schemas.api import FollowUpAnswer, UnitFigures
 from services.gate.followup import FollowUp, to_csv
 from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
 from services.runtime.operators import OperatorDirectory
-from services.runtime.web import identify, problem, unauthorized, unknown_tenant
+from services.runtime.web import bad_query, identify, problem, unauthorized, unknown_tenant
 
-__all__ = ["OPERATIONS", "FollowUpApi"]
+__all__ = ["MONTH", "OPERATIONS", "FollowUpApi", "csv_answer"]
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+#: A calendar month as the API and the console take it.
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 OPERATIONS = (
     Operation(
@@ -46,13 +47,24 @@ OPERATIONS = (
                 "query",
                 "the calendar month, YYYY-MM, in Europe/Stockholm",
                 True,
-                schema={"type": "string", "pattern": _MONTH.pattern},
+                schema={"type": "string", "pattern": MONTH.pattern},
             ),
         ),
         secured=True,
         tags=("follow-up",),
     ),
 )
+
+
+def csv_answer(tenant: str, month: str, rows: list[UnitFigures]) -> web.Response:
+    """The figures as a CSV file for Excel, named for the tenant and month."""
+    name = f"uppfoljning-{tenant}-{month}.csv"
+    return web.Response(
+        body=to_csv(tenant, month, rows),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 class FollowUpApi:
@@ -79,17 +91,10 @@ class FollowUpApi:
         errors = []
         if not tenant:
             errors.append({"field": "tenant", "detail": "is required"})
-        if not month or not _MONTH.match(month):
+        if not month or not MONTH.match(month):
             errors.append({"field": "month", "detail": "must be YYYY-MM, e.g. 2026-03"})
         if errors or tenant is None or month is None:
-            return problem(
-                400,
-                "Bad query",
-                "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
-                slug="bad-query",
-                instance=request.path_qs,
-                extra={"errors": errors},
-            )
+            return bad_query(request, errors)
         if tenant not in self._tenants or not who.acts_for(tenant):
             return unknown_tenant(request, tenant, who)
         if not self._caught_up():
@@ -104,12 +109,6 @@ class FollowUpApi:
             return response
         rows = self._followup.figures(tenant, month)
         if "text/csv" in request.headers.get("Accept", ""):
-            name = f"uppfoljning-{tenant}-{month}.csv"
-            return web.Response(
-                body=to_csv(tenant, month, rows),
-                content_type="text/csv",
-                charset="utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
+            return csv_answer(tenant, month, rows)
         answer = FollowUpAnswer(tenant=tenant, month=month, units=rows)
         return web.json_response(answer.model_dump(mode="json"))

@@ -22,7 +22,14 @@ from services.gate.handler import GateHandler
 from services.runtime.keys import ItemKey, from_segment
 from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
 from services.runtime.operators import Identity, OperatorDirectory
-from services.runtime.web import forbidden, identify, problem, unauthorized, unknown_tenant
+from services.runtime.web import (
+    bad_query,
+    forbidden,
+    identify,
+    problem,
+    unauthorized,
+    unknown_tenant,
+)
 
 __all__ = ["OPERATIONS", "OperatorApi"]
 
@@ -183,14 +190,7 @@ class OperatorApi:
         except paging.BadCursor as exc:
             errors.append({"field": "cursor", "detail": str(exc)})
         if errors:
-            return problem(
-                400,
-                "Bad query",
-                "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
-                slug="bad-query",
-                instance=request.path_qs,
-                extra={"errors": errors},
-            )
+            return bad_query(request, errors)
         return web.json_response(
             {
                 "held": found.rows,

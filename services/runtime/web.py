@@ -17,6 +17,7 @@ from services.runtime.throttle import Throttle
 __all__ = [
     "LoginGuard",
     "WebService",
+    "bad_query",
     "base_app",
     "forbidden",
     "identify",
@@ -56,6 +57,18 @@ def identify(request: web.Request, operators: OperatorDirectory) -> Identity | N
     """The operator behind a request: its bearer token, else a trusted proxy's header."""
     return operators.by_authorization(request.headers.get("Authorization")) or (
         operators.by_proxy(request.headers, request.remote)
+    )
+
+
+def bad_query(request: web.Request, errors: list[dict[str, str]]) -> web.Response:
+    """400 for query parameters that are wrong, each named in ``errors`` with its problem."""
+    return problem(
+        400,
+        "Bad query",
+        "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+        slug="bad-query",
+        instance=request.path_qs,
+        extra={"errors": errors},
     )
 
 
