@@ -362,12 +362,12 @@ class Console:
     async def held(self, request: web.Request) -> web.Response:
         session = self._who(request)
         who, now = session.identity, self._clock()
-        everything = list(self._handler.board.rows(who.visible(sorted(self._tenants))))
+        board, tenants = self._handler.board, who.visible(sorted(self._tenants))
         q = request.query.get("q", "").strip()
         reason = request.query.get("orsak") or None
         try:
-            found = paging.page(
-                everything,
+            found = board.page(
+                tenants,
                 limit=CONSOLE_PAGE,
                 cursor=request.query.get("sida") or None,
                 q=q,
@@ -375,7 +375,7 @@ class Console:
             )
         except paging.BadCursor:
             raise web.HTTPSeeOther("/console") from None
-        reasons = sorted({r for row in everything for r in row["reasons"]})
+        reasons = board.reasons(tenants)
         done = {"released": "Publiceringen är släppt.", "rejected": "Publiceringen är stoppad."}
         further = None
         if found.next_cursor:
@@ -390,7 +390,7 @@ class Console:
             csrf=session.csrf,
             rows=[self._row(row, now) for row in found.rows],
             count=found.count,
-            total=len(everything),
+            total=board.count(tenants),
             q=q,
             reason=reason,
             reasons=[(r, wording.reason_text(r)) for r in reasons],

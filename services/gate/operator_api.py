@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -162,13 +161,6 @@ class OperatorApi:
         app.router.add_post("/v1/held/{tenant}/{item_id}/release", self.release)
         app.router.add_post("/v1/held/{tenant}/{item_id}/reject", self.reject)
 
-    def rows_for(self, who: Identity, tenant: str | None = None) -> list[dict[str, Any]]:
-        """The held rows *who* may see, of every gate process, oldest hold first."""
-        tenants = [tenant] if tenant is not None else who.visible(sorted(self._tenants))
-        rows = [api_row(r) for r in self._handler.board.rows(tenants)]
-        rows.sort(key=lambda r: (r["held_since"], r["tenant"], r["item_id"]))
-        return rows
-
     async def list_held(self, request: web.Request) -> web.Response:
         who = identify(request, self._operators)
         if who is None:
@@ -180,8 +172,9 @@ class OperatorApi:
         limit = _limit(request.query.get("limit"), errors)
         reason = request.query.get("reason") or None
         try:
-            found = paging.page(
-                self.rows_for(who, tenant),
+            tenants = [tenant] if tenant is not None else who.visible(sorted(self._tenants))
+            found = self._handler.board.page(
+                tenants,
                 limit=limit,
                 cursor=request.query.get("cursor") or None,
                 q=request.query.get("q"),
@@ -193,7 +186,7 @@ class OperatorApi:
             return bad_query(request, errors)
         return web.json_response(
             {
-                "held": found.rows,
+                "held": [api_row(r) for r in found.rows],
                 "count": found.count,
                 "next_cursor": found.next_cursor,
                 "as_of": self._as_of().isoformat(),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "BadCursor", "Page", "page"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "BadCursor", "Page", "cursor_after", "decode", "page"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -43,7 +43,7 @@ def _encode(place: tuple[str, str, str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(place)).encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[str, str, str, str]:
+def decode(cursor: str) -> tuple[str, str, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         place = json.loads(raw)
@@ -52,6 +52,11 @@ def _decode(cursor: str) -> tuple[str, str, str, str]:
     if not (isinstance(place, list) and len(place) == 4 and all(isinstance(p, str) for p in place)):
         raise BadCursor("not a cursor this list handed out")
     return (place[0], place[1], place[2], place[3])
+
+
+def cursor_after(row: Row) -> str:
+    """The cursor of the page that follows *row*."""
+    return _encode(_place(row))
 
 
 def _matches(row: Row, words: Sequence[str], reason: str | None) -> bool:
@@ -73,8 +78,8 @@ def page(
     or item id holds every word of *q* and whose reasons include *reason*."""
     words = (q or "").casefold().split()
     matching = sorted((r for r in rows if _matches(r, words, reason)), key=_place)
-    after = _decode(cursor) if cursor else None
+    after = decode(cursor) if cursor else None
     rest = [r for r in matching if after is None or _place(r) > after]
     taken = rest[:limit]
     more = len(rest) > limit
-    return Page(taken, len(matching), _encode(_place(taken[-1])) if more and taken else None)
+    return Page(taken, len(matching), cursor_after(taken[-1]) if more and taken else None)

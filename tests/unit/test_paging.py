@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.gate.board import HeldBoard
 from services.gate.paging import BadCursor, page
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -84,3 +85,77 @@ def test_search_and_reason_filter_and_count_what_matches() -> None:
 def test_a_cursor_not_handed_out_is_refused(cursor: str) -> None:
     with pytest.raises(BadCursor):
         page([_row(1, 1)], cursor=cursor)
+
+
+_TENANTS = ("lerum", "ale")
+_REASONS = ("awaiting_internal_notice", "awaiting_publish_at", "content_finding")
+_TITLES = ("Ny förskola i Gråbo", "Vattenläcka på Storgatan", "FÖRSKOLAN stänger", "Nyhet")
+
+
+@st.composite
+def _items(draw: st.DrawFn) -> dict[bytes, list[dict[str, Any]]]:
+    """Items of two tenants, each held for one or both audiences."""
+    items: dict[bytes, list[dict[str, Any]]] = {}
+    for n in range(draw(st.integers(0, 25))):
+        tenant = draw(st.sampled_from(_TENANTS))
+        rows = []
+        for audience in draw(
+            st.sampled_from([("external",), ("internal",), ("external", "internal")])
+        ):
+            row = _row(n, draw(st.integers(0, 8)), draw(st.sampled_from(_TITLES)))
+            row |= {
+                "tenant": tenant,
+                "audience": audience,
+                "reasons": draw(
+                    st.lists(st.sampled_from(_REASONS), min_size=1, max_size=2, unique=True)
+                ),
+            }
+            rows.append(row)
+        items[f"{tenant}:item-{n}".encode()] = rows
+    return items
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    _items(),
+    st.lists(st.sampled_from(_TENANTS), min_size=1, max_size=2, unique=True),
+    st.integers(1, 6),
+    st.sampled_from([None, "förskola", "gråbo FÖRSKOLA", "item-1", "nope"]),
+    st.sampled_from([None, *_REASONS]),
+)
+def test_the_board_pages_from_its_index_as_the_list_pages(
+    items: dict[bytes, list[dict[str, Any]]],
+    tenants: list[str],
+    limit: int,
+    q: str | None,
+    reason: str | None,
+) -> None:
+    """The held board answers each page, its count and its cursor exactly as the pure
+    paging of the same rows does, a page at a time to the end."""
+    board = HeldBoard()
+    board.put_many((key, 1.0, rows) for key, rows in items.items())
+    visible = [r for rows in items.values() for r in rows if r["tenant"] in tenants]
+    cursor: str | None = None
+    while True:
+        expected = page(visible, limit=limit, cursor=cursor, q=q, reason=reason)
+        got = board.page(tenants, limit=limit, cursor=cursor, q=q, reason=reason)
+        assert got == expected
+        if got.next_cursor is None:
+            break
+        cursor = got.next_cursor
+    assert board.count(tenants) == len(visible)
+    assert board.reasons(tenants) == sorted({r for row in visible for r in row["reasons"]})
+
+
+def test_the_board_keeps_the_newest_record_of_an_item_and_forgets_what_left() -> None:
+    board = HeldBoard()
+    key = b"lerum:item-1"
+    board.put(key, 2.0, [_row(1, 1, "Andra versionen")])
+    board.put(key, 1.0, [_row(1, 0, "Första versionen")])  # older: changes nothing
+    assert [r["title"] for r in board.get(key)] == ["Andra versionen"]
+    assert board.count(["lerum"]) == 1
+    board.put(key, 3.0, [])  # released: a tombstone
+    assert board.get(key) == []
+    assert board.count(["lerum"]) == 0
+    assert board.reasons(["lerum"]) == []
+    assert board.page(["lerum"]).rows == []
