@@ -38,6 +38,7 @@ from services.runtime.keys import ItemKey, from_segment, path_segment
 from services.runtime.operators import Identity, OperatorDirectory, key_digest
 from services.runtime.ports import Clock
 from services.runtime.swedish import month_name
+from services.runtime.web import REFUSED_PERSON
 
 __all__ = ["Console"]
 
@@ -289,6 +290,7 @@ class Console:
         identity = identity_of(claims, self._operators.by_email, self._tenants, config.roles_claim)
         if identity is None or identity.email is None:
             log.warning("auth.sso_unknown_person")
+            request[REFUSED_PERSON] = str(claims.get("email") or "")
             response = self._page(request, "unknown.html", 403, who=None)
             response.del_cookie(STATE_COOKIE, path="/console")
             return response

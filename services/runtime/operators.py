@@ -175,10 +175,14 @@ class OperatorDirectory:
         """The person a trusted proxy vouches for by e-mail, when a header is configured
         and the request comes from one of the proxy's addresses (*peer*); anyone else
         who sends the header is not believed."""
+        email = self.proxied_email(headers, peer)
+        return self.by_email(email) if email else None
+
+    def proxied_email(self, headers: Mapping[str, str], peer: str | None) -> str | None:
+        """The e-mail a trusted proxy names (known here or not); None from anyone else."""
         if self.proxy_header is None or not self._trusted(peer):
             return None
-        email = headers.get(self.proxy_header, "").strip()
-        return self.by_email(email) if email else None
+        return headers.get(self.proxy_header, "").strip().casefold() or None
 
     def _trusted(self, peer: str | None) -> bool:
         return _within(peer, self._proxy_networks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -130,15 +131,29 @@ _GUARDED = ("/v1/held", "/v1/dead-letters", "/console")
 _HSTS = "max-age=31536000; includeSubDomains"
 
 
+#: Set on a request by a handler that refused a person it could name (single sign-on
+#: of someone the operators file does not know): their e-mail, for :class:`LoginGuard`.
+REFUSED_PERSON = "gatekeeper.refused_person"
+
+
+def _person_key(email: str) -> str:
+    return "person:" + hashlib.sha256(email.casefold().encode()).hexdigest()[:16]
+
+
 class LoginGuard:
-    """Failed logins logged and counted per address; too many, and that address waits.
+    """Failed logins logged and counted per address and per person; too many, and that
+    address or person waits.
 
     A 401 on an operator path is a failed login (the console's key form answers 401
     too): it is logged as ``auth.failed`` with the path and the address, never the
-    token, and counted. An address over the limit gets 429 with ``Retry-After`` on
-    every operator path until the oldest failure leaves the window. Behind the
-    trusted proxy the address is the client's, from ``X-Forwarded-For``. Every
-    answer over HTTPS carries HSTS.
+    token, and counted. So is a refusal of a person who can be named: an e-mail the
+    trusted proxy vouches for that the operators file does not know, or a single
+    sign-on of such a person (the handler sets :data:`REFUSED_PERSON`); those count
+    for the person too, whichever address they come from (logged as a digest of the
+    e-mail, ``person``). An address or person over the limit gets 429 with
+    ``Retry-After`` on every operator path until the oldest failure leaves the
+    window. Behind the trusted proxy the address is the client's, from
+    ``X-Forwarded-For``. Every answer over HTTPS carries HSTS.
     """
 
     def __init__(
@@ -154,24 +169,42 @@ class LoginGuard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        guarded = request.path.startswith(_GUARDED)
+        if not request.path.startswith(_GUARDED):
+            return _secured(request, await handler(request))
         address = self._operators.client_address(
             request.remote, request.headers.get("X-Forwarded-For")
         )
-        if guarded:
-            wait = self._throttle.wait(f"address:{address}", self._clock())
-            if wait is not None:
-                self._log.warning("auth.throttled", path=request.path, address=address)
-                return _secured(request, _too_many(request, wait))
+        keys = [f"address:{address}"]
+        vouched = self._operators.proxied_email(request.headers, request.remote)
+        if vouched is not None:
+            keys.append(_person_key(vouched))
+        now = self._clock()
+        waits = [w for k in keys if (w := self._throttle.wait(k, now)) is not None]
+        wait = max(waits, default=None)
+        if wait is not None:
+            self._log.warning("auth.throttled", path=request.path, address=address)
+            return _secured(request, _too_many(request, wait))
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             _secured(request, exc)
             raise
-        if guarded and response.status == 401:
-            self._throttle.failed(f"address:{address}", self._clock())
+        refused = request.get(REFUSED_PERSON) or None
+        if response.status == 401 or refused is not None:
+            if refused is not None:
+                keys.append(_person_key(refused))
+                # Known only now: a person over the limit waits from this answer on.
+                if (wait := self._throttle.wait(keys[-1], self._clock())) is not None:
+                    response = _too_many(request, wait)
+            for key in dict.fromkeys(keys):
+                self._throttle.failed(key, self._clock())
+            people = [k.removeprefix("person:") for k in keys if k.startswith("person:")]
             self._log.warning(
-                "auth.failed", path=request.path, method=request.method, address=address
+                "auth.failed",
+                path=request.path,
+                method=request.method,
+                address=address,
+                **({"person": people[-1]} if people else {}),
             )
         return _secured(request, response)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from ipaddress import ip_network
 from typing import Any
 
 import structlog
@@ -15,10 +16,11 @@ from prometheus_client import CollectorRegistry
 from services.gate.console import Console
 from services.gate.operator_api import OperatorApi
 from services.runtime.config import Deployment
+from services.runtime.operators import OperatorDirectory
 from services.runtime.throttle import Throttle
 from services.runtime.web import LoginGuard, base_app
-from tests.service.conftest import FakeClock, memory_sessions
-from tests.service.test_gate import OPERATORS, Gate, _hold, _login
+from tests.service.conftest import FakeClock, memory_sessions, sha256
+from tests.service.test_gate import ANNA, OPERATORS, Gate, _hold, _login
 
 GUESS = "guessed-token-ÅÄÖ-1234"
 
@@ -134,3 +136,43 @@ async def test_an_item_id_of_dots_is_a_link_to_its_own_page(
 
 
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def test_a_person_the_proxy_names_but_the_file_does_not_know_waits_from_any_address(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    """Behind the trusted proxy, failures count per person as well as per address: an
+    unknown e-mail tried from ever new addresses is still slowed down, and someone
+    else from the same addresses is not."""
+    proxied = OperatorDirectory(
+        [(ANNA, sha256("anna-token"))],
+        proxy_header="X-Forwarded-Email",
+        proxy_networks=[ip_network("127.0.0.1/32")],
+    )
+    gate = Gate(deployment, clock)
+    guard = LoginGuard(proxied, Throttle(limit=3), clock=clock)
+    app = base_app(CollectorRegistry(), lambda: True, guard=guard)
+    OperatorApi(gate.handler, proxied, deployment.tenants).add_routes(app)
+
+    def via_proxy(email: str, client: int) -> dict[str, str]:
+        return {"X-Forwarded-Email": email, "X-Forwarded-For": f"198.51.100.{client}"}
+
+    stranger = "mallory@example.org"
+    with structlog.testing.capture_logs() as logged:
+        async with TestClient(TestServer(app)) as client:
+            tries = [
+                (await client.get("/v1/held", headers=via_proxy(stranger, n))).status
+                for n in range(1, 5)
+            ]
+            fifth = await client.get("/v1/held", headers=via_proxy(stranger.upper(), 9))
+            anna = await client.get("/v1/held", headers=via_proxy(ANNA.email or "", 4))
+            clock.advance(minutes=5)
+            later = await client.get("/v1/held", headers=via_proxy(stranger, 10))
+    assert tries == [401, 401, 401, 429], "the fourth try waits, though from a new address"
+    assert fifth.status == 429
+    assert int(fifth.headers["Retry-After"]) > 0
+    assert anna.status == 200, "another person from an address the stranger used is served"
+    assert later.status == 401, "once the window has passed, the person may try again"
+    failed = [e for e in logged if e["event"] == "auth.failed"]
+    assert len({e["person"] for e in failed}) == 1
+    assert stranger not in repr(logged), "the e-mail is logged as a digest"
