@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.runtime.app import make_app, run_worker
 from services.runtime.settings import Settings
-from services.runtime.streams import make_app, run_worker
 
 
 def run_faust(source: str, *sinks: str) -> None:

@@ -89,7 +89,7 @@ def _serve(name: str) -> int:
     from services.runtime.metrics import service_registry
 
     registry = service_registry(name, _version())
-    from services.runtime.streams import run_worker
+    from services.runtime.app import run_worker
 
     try:
         app, services = _build(name, settings, deployment, registry)

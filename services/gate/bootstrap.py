@@ -43,6 +43,8 @@ from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
 from services.gate.telemetry import FollowUpCollector, GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics
+from services.runtime.app import inbound, is_ready, make_app
+from services.runtime.batches import PartitionBatches
 from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
@@ -50,17 +52,10 @@ from services.runtime.metrics import ConsumerLag
 from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
+from services.runtime.outboxes import ProducerOutbox
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
-from services.runtime.streams import (
-    OutboxModelTable,
-    PartitionBatches,
-    ProducerOutbox,
-    bytes_table,
-    inbound,
-    is_ready,
-    make_app,
-)
+from services.runtime.tables import OutboxModelTable, bytes_table
 from services.runtime.web import LoginGuard, WebService, base_app
 
 __all__ = ["Gate", "build"]

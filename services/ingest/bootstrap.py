@@ -26,22 +26,18 @@ from services.ingest.records import RecordHandler
 from services.ingest.seen import EverySeen
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
+from services.runtime.app import inbound, is_ready, make_app
 from services.runtime.config import Deployment
+from services.runtime.faust_compat import changelog_topic_name
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
 from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
+from services.runtime.outboxes import FaustOutbox
 from services.runtime.ports import Clock, Outbox, TextTable, utcnow
 from services.runtime.settings import Settings
-from services.runtime.streams import (
-    FaustOutbox,
-    FaustTextTable,
-    bytes_table,
-    inbound,
-    is_ready,
-    make_app,
-)
+from services.runtime.tables import FaustTextTable, bytes_table
 from services.runtime.web import WebService, base_app
 
 __all__ = ["Ingest", "build"]
@@ -76,7 +72,7 @@ def build(
         table = bytes_table(app, "ingest-seen", settings.partitions)
         every = EverySeen(FaustTextTable(table))
         # every process reads every process's ids: a redelivery to another is a duplicate
-        mirror = TopicMirror(settings, table.changelog_topic.get_topic_name(), every.apply)
+        mirror = TopicMirror(settings, changelog_topic_name(table), every.apply)
         seen = every
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
     records = RecordHandler(

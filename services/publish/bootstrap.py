@@ -34,6 +34,7 @@ from services.publish.operator_api import OperatorApi
 from services.publish.telemetry import PublishTelemetry
 from services.publish.transports import transports_of
 from services.runtime import topics
+from services.runtime.app import inbound, is_ready, make_app
 from services.runtime.config import STATUS_CHANNEL, Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
@@ -41,16 +42,10 @@ from services.runtime.metrics import ConsumerLag
 from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
+from services.runtime.outboxes import FaustOutbox
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
-from services.runtime.streams import (
-    FaustModelTable,
-    FaustOutbox,
-    bytes_table,
-    inbound,
-    is_ready,
-    make_app,
-)
+from services.runtime.tables import FaustModelTable, bytes_table
 from services.runtime.web import LoginGuard, WebService, base_app
 
 __all__ = ["Publish", "build"]

@@ -2,7 +2,7 @@
 
 faust offers no public hook for these; each is covered by a test in
 ``tests/service/test_faust_compat.py`` that fails when faust changes under it.
-Every app is made through :func:`services.runtime.streams.make_app`, which calls
+Every app is made through :func:`services.runtime.app.make_app`, which calls
 :func:`check_version` first: on a faust release these uses were not tested
 with, the service stops with one message rather than misbehave quietly.
 """
@@ -22,18 +22,21 @@ from faust.streams import _current_event
 __all__ = [
     "TESTED_FAUST",
     "UntestedFaust",
+    "changelog_topic_name",
     "check_version",
     "committed_and_end_offsets",
     "current_event_partition",
     "exact_log_ends",
     "fetched_ends",
     "is_ready",
+    "keep_changelog_offset",
     "kept_offsets",
     "log_ends",
     "set_current_event",
     "short_fetch_wait",
     "stop_within",
     "store_without_changelog",
+    "without_spinner",
 ]
 
 #: faust-streaming releases these uses were tested with (major.minor).
@@ -254,3 +257,19 @@ def committed_and_end_offsets(app: faust.App) -> tuple[Mapping[Any, int], Mappin
     committed = dict(getattr(monitor, "tp_committed_offsets", None) or {})
     ends = dict(getattr(monitor, "tp_end_offsets", None) or {})
     return committed, ends
+
+
+def changelog_topic_name(table: Any) -> str:
+    """The name of a faust table's changelog topic."""
+    return str(table.changelog_topic.get_topic_name())
+
+
+def keep_changelog_offset(table: Any, tp: Any, offset: int) -> None:
+    """Tell a table's store the last changelog offset it holds (what a RocksDB store
+    reads at start to replay only the changelog's tail), as faust's own writes do."""
+    table.data.set_persisted_offset(tp, offset)
+
+
+def without_spinner(worker: Any) -> None:
+    """No terminal spinner on a worker: it would corrupt the JSON log stream."""
+    worker.spinner = None

@@ -1,8 +1,9 @@
 """The narrow ports handlers talk through: an outbox for records, typed tables, a clock.
 
 Handlers receive these as constructor arguments and never see faust: the
-composition root passes the Kafka-backed adapters (``services.runtime.kafka``),
-service tests the in-memory ones (``services.runtime.memory``).
+composition root passes the Kafka-backed adapters (``services.runtime.tables`` and
+``services.runtime.outboxes``), service tests the in-memory ones
+(``services.runtime.memory``).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from collections import defaultdict
 from kafka import KafkaConsumer, KafkaProducer
 
 from services.runtime.broker import EmbeddedBroker
+from services.runtime.outboxes import ProducerOutbox
 from services.runtime.ports import OutboundRecord
 from services.runtime.settings import Settings
-from services.runtime.streams import ProducerOutbox
 from services.runtime.topic_admin import ensure_topics
 
 

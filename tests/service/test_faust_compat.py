@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaConsumer
 from faust.streams import current_event
 
 from services.runtime import faust_compat
+from services.runtime.app import make_app
 from services.runtime.settings import Settings
-from services.runtime.streams import bytes_table, make_app
+from services.runtime.tables import bytes_table
 
 
 def _app() -> faust.App:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.streams import PartitionBatches
+from services.runtime.batches import PartitionBatches
 
 
 @dataclass
