@@ -25,7 +25,7 @@ from schemas.events import AcceptedEvent, ContentEvent
 from services.gate.content import ContentRule
 from services.gate.handler import GateHandler
 from services.gate.history import History
-from services.gate.machine import ItemState
+from services.gate.state import ItemState
 from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime.broker import EmbeddedBroker, free_port

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from services.gate import paging, wording
-from services.gate.machine import GatePolicy, Held, ItemState, sender_for
+from services.gate.state import GatePolicy, Held, ItemState, sender_for
 from services.runtime.stamps import stamp_of
 
 __all__ = ["HeldBoard", "api_row", "record_value", "rows_of"]

@@ -35,11 +35,11 @@ from services.gate.followup_api import FollowUpApi
 from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.index import HoldIndex
-from services.gate.machine import ItemState
 from services.gate.monthly import MonthlyReports
 from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
+from services.gate.state import ItemState
 from services.gate.telemetry import FollowUpCollector, GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
 from services.runtime import topics

@@ -31,7 +31,8 @@ from services.gate import content, status, wording
 from services.gate.board import HeldBoard, record_value, rows_of
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
-from services.gate.machine import (
+from services.gate.machine import decide
+from services.gate.state import (
     Accepted,
     Effects,
     GatePolicy,
@@ -40,7 +41,6 @@ from services.gate.machine import (
     ItemState,
     Notify,
     Receipt,
-    decide,
 )
 from services.gate.telemetry import GateTelemetry
 from services.runtime import topics

@@ -12,426 +12,37 @@ and effects go out as values for the shell to write.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
 
-from pydantic import Field
-
-from schemas._base import Immutable
 from schemas.events import (
     Audience,
-    Contact,
-    ContentEvent,
-    ContentFinding,
-    Decision,
     DecisionKind,
-    DeliveryReceipt,
     ManualReject,
     ManualRelease,
-    ReleaseOrder,
-    Sender,
     Tick,
 )
-from services.runtime.identity_numbers import mask_identity_numbers
+from services.gate import holding
+from services.gate.state import (
+    AUDIENCES,
+    AWAITING_INTERNAL_LEAD,
+    AWAITING_INTERNAL_NOTICE,
+    Accepted,
+    Effects,
+    GatePolicy,
+    Held,
+    Input,
+    ItemState,
+    Receipt,
+)
 
-__all__ = [
-    "AWAITING_INTERNAL_LEAD",
-    "AWAITING_INTERNAL_NOTICE",
-    "AWAITING_PUBLISH_AT",
-    "INTERNAL_NOTICE_RETRACTED",
-    "Accepted",
-    "Effects",
-    "GatePolicy",
-    "Held",
-    "ItemState",
-    "ManualRelease",
-    "Receipt",
-    "Tick",
-    "decide",
-    "sender_for",
-]
+__all__ = ["decide"]
 
-AWAITING_INTERNAL_NOTICE = "awaiting_internal_notice"
-AWAITING_INTERNAL_LEAD = "awaiting_internal_lead"
-AWAITING_PUBLISH_AT = "awaiting_publish_at"
-#: CONTRACT 3.7: staff were told the information is withdrawn; not told any more.
-INTERNAL_NOTICE_RETRACTED = "internal_notice_retracted"
-_NS = uuid.UUID("2f0f3f76-5a4e-4b6c-8f1e-0d9b8a7c6e5f")
 _SEEN_LIMIT = 64
-_AUDIENCES: tuple[Audience, ...] = ("internal", "external")
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """What the gate needs to know of one tenant."""
-
-    organization: str
-    logo_url: str
-    website: str
-    contact: Contact
-    internal_lead: timedelta = timedelta(0)
-    escalate_after: timedelta = timedelta(hours=4)
-    crisis_lane: bool = False
-    internal_channels: tuple[str, ...] = ("intranet",)
-    #: When a hold waiting on a person is told by e-mail; None: the tenant has no notifications.
-    notify_after: timedelta | None = None
-
-
-class Held(Immutable):
-    """One version waiting for release, with everything needed to release it later."""
-
-    event_id: str
-    event: ContentEvent
-    held_since: datetime
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-    findings: tuple[ContentFinding, ...] = ()
-    escalated: bool = False
-    notified: bool = False
-    #: An external text's LIX, for follow-up.
-    lix: float | None = None
-
-
-class ItemState(Immutable):
-    """Everything the gate remembers of one (tenant, item)."""
-
-    tenant: str
-    item_id: str
-    latest: dict[str, int] = Field(default_factory=dict)  # audience -> newest version seen
-    released: dict[str, int] = Field(default_factory=dict)  # audience -> newest version released
-    internal_delivered_at: datetime | None = None
-    #: the newest internal version retracted: only a newer internal notice tells again
-    internal_retracted: int = 0
-    published: dict[str, int] = Field(default_factory=dict)  # channel -> version delivered
-    held: dict[str, Held] = Field(default_factory=dict)  # audience -> what waits
-    rejected: dict[str, int] = Field(
-        default_factory=dict
-    )  # audience -> version an operator rejected
-    seen_events: tuple[str, ...] = ()
-    wake_at: datetime | None = None
-
-    def is_held(self) -> bool:
-        return bool(self.held)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    event_id: str
-    event: ContentEvent
-    findings: tuple[ContentFinding, ...] = ()  # what the content checks found
-    lix: float | None = None  # an external text's readability, for follow-up
-
-
-@dataclass(frozen=True)
-class Receipt:
-    receipt: DeliveryReceipt
-
-
-#: Besides these two, the gate's own commands are inputs as they are: a
-#: :class:`~schemas.events.Tick` (time moved on: publish_at, lead or escalation
-#: may be due), and an operator's :class:`~schemas.events.ManualRelease` or
-#: :class:`~schemas.events.ManualReject`.
-Input = Accepted | Receipt | Tick | ManualRelease | ManualReject
-
-
-@dataclass(frozen=True)
-class Notify:
-    """An e-mail about a hold is due: ``held`` after notify_after, ``escalated`` at escalation."""
-
-    notification_id: str
-    kind: Literal["held", "escalated"]
-    audience: Audience
-    held: Held
-
-
-@dataclass(frozen=True)
-class Effects:
-    decisions: tuple[Decision, ...] = ()
-    releases: tuple[ReleaseOrder, ...] = ()
-    notifications: tuple[Notify, ...] = ()
-
-
-@dataclass
-class _Out:
-    decisions: list[Decision] = field(default_factory=list)
-    releases: list[ReleaseOrder] = field(default_factory=list)
-    notifications: list[Notify] = field(default_factory=list)
-
-
-def _id(*parts: object) -> str:
-    return str(uuid.uuid5(_NS, ":".join(str(p) for p in parts)))
-
-
-def _decision(
-    kind: DecisionKind,
-    state: ItemState,
-    now: datetime,
-    *,
-    trigger: str,
-    reason: str,
-    rule: str,
-    version: int,
-    audience: Audience | None = None,
-    channels: Sequence[str] = (),
-    event_id: str | None = None,
-    held: Held | None = None,
-    crisis: bool = False,
-    operator_reason: str | None = None,
-    operator: str | None = None,
-    operator_email: str | None = None,
-    internal_lead_s: float | None = None,
-) -> Decision:
-    return Decision(
-        decision_id=_id(trigger, kind, audience, version),
-        kind=kind,
-        reason=reason,
-        rule=rule,
-        tenant=state.tenant,
-        item_id=state.item_id,
-        version=version,
-        audience=audience,
-        channels=list(channels),
-        event_id=event_id,
-        crisis=crisis,
-        warnings=list(held.warnings) if held else [],
-        findings=list(held.findings) if held else [],
-        decided_at=now,
-        held_since=held.held_since if held else None,
-        publish_at=held.event.publish_at if held else None,
-        operator_reason=operator_reason,
-        operator=operator,
-        operator_email=operator_email,
-        unit=mask_identity_numbers(held.event.unit) if held else None,
-        internal_lead_s=internal_lead_s,
-        lix=held.lix if held else None,
-    )
-
-
-def sender_for(policy: GatePolicy, event: ContentEvent) -> Sender:
-    """The sender block an item goes out with: the tenant, and the event's unit and contact."""
-    return Sender(
-        organization=policy.organization,
-        unit=event.unit,
-        contact=event.contact or policy.contact,
-        logo_url=policy.logo_url,
-        website=policy.website,
-    )
-
-
-def _order(
-    decision: Decision,
-    event: ContentEvent,
-    channels: Sequence[str],
-    policy: GatePolicy,
-    now: datetime,
-    audience: Audience,
-) -> ReleaseOrder:
-    return ReleaseOrder(
-        decision_id=decision.decision_id,
-        event_id=decision.event_id,
-        tenant=event.tenant,
-        item_id=event.item_id,
-        version=event.version,
-        action=event.action,
-        audience=audience,
-        channels=list(channels),
-        title=event.title,
-        body=event.body,
-        summary=event.summary,
-        recipients=event.recipients,
-        sender=sender_for(policy, event),
-        images=list(event.images),
-        links=list(event.links),
-        language=event.language,
-        crisis=event.crisis,
-        released_at=now,
-    )
-
-
-def _reasons(
-    state: ItemState, held: Held, audience: str, now: datetime, policy: GatePolicy
-) -> tuple[str, ...]:
-    reasons: list[str] = [r for r in held.reasons if r.startswith("content_check:")]
-    if audience == "external":
-        if state.internal_delivered_at is None:
-            told_then_withdrawn = state.internal_retracted > 0
-            reasons.append(
-                INTERNAL_NOTICE_RETRACTED if told_then_withdrawn else AWAITING_INTERNAL_NOTICE
-            )
-        elif now < state.internal_delivered_at + policy.internal_lead:
-            reasons.append(AWAITING_INTERNAL_LEAD)
-    if now < held.event.publish_at:
-        reasons.append(AWAITING_PUBLISH_AT)
-    return tuple(reasons)
-
-
-def _wake_at(state: ItemState, policy: GatePolicy, now: datetime) -> datetime | None:
-    """The next moment after *now* at which time alone could change a decision here."""
-    times: list[datetime] = []
-    for audience, held in state.held.items():
-        times.append(held.event.publish_at)
-        if audience == "external" and state.internal_delivered_at is not None:
-            times.append(state.internal_delivered_at + policy.internal_lead)
-        if not held.escalated:
-            times.append(_escalation_due(held, policy))
-        if policy.notify_after is not None and not held.notified:
-            times.append(_notification_due(held, policy.notify_after))
-    future = [t for t in times if t > now]
-    return min(future) if future else None
-
-
-def _notification_due(held: Held, notify_after: timedelta) -> datetime:
-    return max(held.held_since, held.event.publish_at) + notify_after
-
-
-def _notify(
-    state: ItemState,
-    out: _Out,
-    held: Held,
-    audience: Audience,
-    now: datetime,
-    kind: Literal["held", "escalated"],
-) -> None:
-    """Ask for an e-mail about *held*, audited as a ``notified`` decision."""
-    trigger = f"{held.event_id}:notify:{kind}"
-    out.notifications.append(Notify(_id(trigger, "notification"), kind, audience, held))
-    out.decisions.append(
-        _decision(
-            "notified",
-            state,
-            now,
-            trigger=trigger,
-            reason=f"e-mail to the contact and the communications desk: {kind}",
-            rule="notify_after" if kind == "held" else "notify_on_escalation",
-            version=held.event.version,
-            audience=audience,
-            channels=held.event.channels,
-            event_id=held.event_id,
-            held=held,
-        )
-    )
-
-
-def _escalation_due(held: Held, policy: GatePolicy) -> datetime:
-    # A notice scheduled for later is not late: the escalation clock starts when
-    # the item could first have gone out.
-    return max(held.held_since, held.event.publish_at) + policy.escalate_after
-
-
-def _release(
-    state: ItemState,
-    out: _Out,
-    held: Held,
-    audience: Audience,
-    now: datetime,
-    policy: GatePolicy,
-    *,
-    trigger: str,
-    kind: DecisionKind = "released",
-    rule: str,
-    reason: str,
-    operator_reason: str | None = None,
-    operator: str | None = None,
-    operator_email: str | None = None,
-) -> ItemState:
-    event = held.event
-    told = state.internal_delivered_at
-    decision = _decision(
-        kind,
-        state,
-        now,
-        trigger=trigger,
-        reason=reason,
-        rule=rule,
-        version=event.version,
-        audience=audience,
-        channels=event.channels,
-        event_id=held.event_id,
-        held=held,
-        crisis=event.crisis,
-        operator_reason=operator_reason,
-        operator=operator,
-        operator_email=operator_email,
-        internal_lead_s=(
-            (now - told).total_seconds()
-            if audience == "external" and event.action == "publish" and told is not None
-            else None
-        ),
-    )
-    out.decisions.append(decision)
-    out.releases.append(_order(decision, event, event.channels, policy, now, audience))
-    held_now = {a: h for a, h in state.held.items() if a != audience}
-    return state.model_copy(
-        update={"held": held_now, "released": {**state.released, audience: event.version}}
-    )
-
-
-def _evaluate(
-    state: ItemState, out: _Out, now: datetime, policy: GatePolicy, trigger: str
-) -> ItemState:
-    """Release what may go now; re-state or escalate what must keep waiting."""
-    for audience in _AUDIENCES:
-        held = state.held.get(audience)
-        if held is None:
-            continue
-        reasons = _reasons(state, held, audience, now, policy)
-        if not reasons:
-            rule = "internal_notice" if audience == "internal" else "internal_before_external"
-            why = (
-                "internal notice due"
-                if audience == "internal"
-                else "internal notice delivered; lead time and publish_at passed"
-            )
-            state = _release(
-                state, out, held, audience, now, policy, trigger=trigger, rule=rule, reason=why
-            )
-            continue
-        if reasons != held.reasons:
-            held = held.model_copy(update={"reasons": reasons})
-            state = state.model_copy(update={"held": {**state.held, audience: held}})
-        waiting_on_more_than_time = any(r != AWAITING_PUBLISH_AT for r in reasons)
-        notify_after = policy.notify_after
-        if (
-            notify_after is not None
-            and not held.notified
-            and waiting_on_more_than_time
-            and now >= _notification_due(held, notify_after)
-        ):
-            held = held.model_copy(update={"notified": True})
-            state = state.model_copy(update={"held": {**state.held, audience: held}})
-            _notify(state, out, held, audience, now, "held")
-        if (
-            not held.escalated
-            and waiting_on_more_than_time
-            and now >= _escalation_due(held, policy)
-        ):
-            held = held.model_copy(update={"escalated": True})
-            state = state.model_copy(update={"held": {**state.held, audience: held}})
-            out.decisions.append(
-                _decision(
-                    "escalated",
-                    state,
-                    now,
-                    trigger=f"{held.event_id}:escalate",
-                    reason=f"held longer than {policy.escalate_after}: {', '.join(reasons)}",
-                    rule="escalate_after",
-                    version=held.event.version,
-                    audience=audience,
-                    channels=held.event.channels,
-                    event_id=held.event_id,
-                    held=held,
-                )
-            )
-            if notify_after is not None:
-                _notify(state, out, held, audience, now, "escalated")
-    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
 
 
 def _on_accepted(
-    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
     event = inp.event
     audience: Audience = event.audience
@@ -447,7 +58,7 @@ def _on_accepted(
 
     def note(kind: DecisionKind, reason: str, rule: str, held: Held | None = None) -> None:
         out.decisions.append(
-            _decision(
+            holding.decision(
                 kind,
                 state,
                 now,
@@ -496,7 +107,7 @@ def _on_accepted(
     state = state.model_copy(update={"held": {**state.held, audience: held}})
     if superseded is not None:
         out.decisions.append(
-            _decision(
+            holding.decision(
                 "stale",
                 state,
                 now,
@@ -513,7 +124,7 @@ def _on_accepted(
     if event.crisis and audience == "external" and policy.crisis_lane and not blocks:
         return _crisis(state, held, now, policy, out, inp.event_id)
 
-    state = _evaluate(state, out, now, policy, inp.event_id)
+    state = holding.evaluate(state, out, now, policy, inp.event_id)
     still = state.held.get(audience)
     if still is not None and still.event_id == inp.event_id:
         note("held", ", ".join(still.reasons), _rule_of(still.reasons), still)
@@ -529,7 +140,7 @@ def _rule_of(reasons: Sequence[str]) -> str:
 
 
 def _crisis(
-    state: ItemState, held: Held, now: datetime, policy: GatePolicy, out: _Out, trigger: str
+    state: ItemState, held: Held, now: datetime, policy: GatePolicy, out: holding.Out, trigger: str
 ) -> ItemState:
     """Crisis lane: the internal notice and the external release go out together."""
     event = held.event
@@ -545,7 +156,7 @@ def _crisis(
             reasons=(),
         )
         state = state.model_copy(update={"held": {**state.held, "internal": notice}})
-        state = _release(
+        state = holding.release(
             state,
             out,
             notice,
@@ -556,7 +167,7 @@ def _crisis(
             rule="crisis_lane",
             reason="crisis: internal notice at the same moment",
         )
-    state = _release(
+    state = holding.release(
         state,
         out,
         held,
@@ -567,18 +178,18 @@ def _crisis(
         rule="crisis_lane",
         reason="crisis release without waiting",
     )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
+    return state.model_copy(update={"wake_at": holding.wake_at(state, policy, now)})
 
 
 def _retract(
-    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
     event = inp.event
     cancelled = [h for h in state.held.values() if h.event.version <= event.version]
     keep = {a: h for a, h in state.held.items() if h.event.version > event.version}
     published = sorted(state.published)
     reason = f"retracted; cancelled {len(cancelled)} held, forwarded to {len(published)} channel(s)"
-    decision = _decision(
+    decision = holding.decision(
         "retracted",
         state,
         now,
@@ -592,7 +203,9 @@ def _retract(
     )
     out.decisions.append(decision)
     if published:
-        out.releases.append(_order(decision, event, published, policy, now, event.audience))
+        out.releases.append(
+            holding.release_order(decision, event, published, policy, now, event.audience)
+        )
     state = state.model_copy(
         update={
             "held": keep,
@@ -601,11 +214,11 @@ def _retract(
             },
         }
     )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
+    return state.model_copy(update={"wake_at": holding.wake_at(state, policy, now)})
 
 
 def _retract_internal(
-    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: Accepted, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
     """Staff are told the information is withdrawn: what the internal channels carried
     is retracted there, a held internal version is cancelled, and the item counts as
@@ -619,7 +232,7 @@ def _retract_internal(
         f"internal notice retracted; cancelled {int(cancelled)} held, forwarded to "
         f"{len(published)} channel(s); the item counts as not told"
     )
-    decision = _decision(
+    decision = holding.decision(
         "retracted",
         state,
         now,
@@ -633,7 +246,9 @@ def _retract_internal(
     )
     out.decisions.append(decision)
     if published:
-        out.releases.append(_order(decision, event, published, policy, now, "internal"))
+        out.releases.append(
+            holding.release_order(decision, event, published, policy, now, "internal")
+        )
     held = {a: h for a, h in state.held.items() if not (a == "internal" and cancelled)}
     v = event.version
     # Every internal version staff were sent or are waiting for is withdrawn; not
@@ -652,11 +267,11 @@ def _retract_internal(
             },
         }
     )
-    state = _evaluate(state, out, now, policy, f"{inp.event_id}:retracted")
+    state = holding.evaluate(state, out, now, policy, f"{inp.event_id}:retracted")
     external = state.held.get("external")
     if external is not None:  # held again, visibly, on the audit trail
         out.decisions.append(
-            _decision(
+            holding.decision(
                 "held",
                 state,
                 now,
@@ -674,7 +289,7 @@ def _retract_internal(
 
 
 def _on_receipt(
-    state: ItemState, inp: Receipt, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: Receipt, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
     r = inp.receipt
     if r.action != "publish":
@@ -687,17 +302,17 @@ def _on_receipt(
         and r.version > state.internal_retracted  # a retracted notice tells nobody
     ):
         state = state.model_copy(update={"internal_delivered_at": r.delivered_at})
-    return _evaluate(state, out, now, policy, f"{r.decision_id}:{r.channel}")
+    return holding.evaluate(state, out, now, policy, f"{r.decision_id}:{r.channel}")
 
 
 def _on_manual_release(
-    state: ItemState, inp: ManualRelease, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: ManualRelease, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
-    for audience in _AUDIENCES:
+    for audience in AUDIENCES:
         held = state.held.get(audience)
         if held is None:
             continue
-        state = _release(
+        state = holding.release(
             state,
             out,
             held,
@@ -712,19 +327,19 @@ def _on_manual_release(
             operator=inp.operator,
             operator_email=inp.operator_email,
         )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
+    return state.model_copy(update={"wake_at": holding.wake_at(state, policy, now)})
 
 
 def _on_manual_reject(
-    state: ItemState, inp: ManualReject, now: datetime, policy: GatePolicy, out: _Out
+    state: ItemState, inp: ManualReject, now: datetime, policy: GatePolicy, out: holding.Out
 ) -> ItemState:
     """What is held is not published; that version stays rejected until a newer one."""
-    for audience in _AUDIENCES:
+    for audience in AUDIENCES:
         held = state.held.get(audience)
         if held is None:
             continue
         out.decisions.append(
-            _decision(
+            holding.decision(
                 "rejected_by_operator",
                 state,
                 now,
@@ -747,21 +362,21 @@ def _on_manual_reject(
                 "rejected": {**state.rejected, audience: held.event.version},
             }
         )
-    return state.model_copy(update={"wake_at": _wake_at(state, policy, now)})
+    return state.model_copy(update={"wake_at": holding.wake_at(state, policy, now)})
 
 
 def decide(
     state: ItemState, inp: Input, now: datetime, policy: GatePolicy
 ) -> tuple[ItemState, Effects]:
     """Feed one input to one item's state; return the new state and what to write."""
-    out = _Out()
+    out = holding.Out()
     match inp:
         case Accepted():
             state = _on_accepted(state, inp, now, policy, out)
         case Receipt():
             state = _on_receipt(state, inp, now, policy, out)
         case Tick():
-            state = _evaluate(state, out, now, policy, f"wake:{now.isoformat()}")
+            state = holding.evaluate(state, out, now, policy, f"wake:{now.isoformat()}")
         case ManualRelease():
             state = _on_manual_release(state, inp, now, policy, out)
         case ManualReject():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from schemas.events import Decision, ItemStatus, StatusKind, StatusReason
 from services.gate import wording
-from services.gate.machine import Held
+from services.gate.state import Held
 from services.runtime.identity_numbers import mask_identity_numbers
 
 __all__ = ["status_of"]

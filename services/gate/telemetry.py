@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from schemas.events import Decision, ManualReject, ManualRelease, ReleaseOrder
 from services.gate.followup import FollowUp
-from services.gate.machine import (
+from services.gate.state import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
     AWAITING_PUBLISH_AT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.events import Contact
 from services.gate.content import ContentRule, Spokesperson
-from services.gate.machine import GatePolicy
+from services.gate.state import GatePolicy
 from services.runtime.config import ContentCheck, Deployment, Tenant
 
 __all__ = ["content_rules_of", "policies_of"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.gate.machine import (
+from services.gate.state import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
     AWAITING_PUBLISH_AT,

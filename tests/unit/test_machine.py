@@ -17,7 +17,8 @@ from schemas import (
     ReleaseOrder,
     Tick,
 )
-from services.gate.machine import (
+from services.gate.machine import decide
+from services.gate.state import (
     AWAITING_INTERNAL_LEAD,
     AWAITING_INTERNAL_NOTICE,
     AWAITING_PUBLISH_AT,
@@ -26,7 +27,6 @@ from services.gate.machine import (
     GatePolicy,
     ItemState,
     Receipt,
-    decide,
 )
 from tests.conftest import content_event, internal_notice
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from schemas.events import ContentEvent, Decision
-from services.gate.machine import AWAITING_INTERNAL_NOTICE, AWAITING_PUBLISH_AT, Held
+from services.gate.state import AWAITING_INTERNAL_NOTICE, AWAITING_PUBLISH_AT, Held
 from services.gate.status import status_of
 from tests.conftest import content_event
 
