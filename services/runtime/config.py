@@ -12,20 +12,38 @@ import binascii
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
+)
+
+from services.runtime.policy_config import (
+    ContentCheck,
+    Policy,
+    SenderIdentity,
+    Spokesperson,
+)
+from services.runtime.transport_config import (
+    DEFAULT_RETRY_SCHEDULE,
+    STATUS_CHANNEL,
+    ConfigModel,
+    EnvName,
+    KafkaTransport,
+    NotificationSmtp,
+    Retries,
+    SmtpServer,
+    SmtpTransport,
+    StatusWebhook,
+    WebhookTarget,
+    WebhookTransport,
+    url_problem,
 )
 
 __all__ = [
@@ -56,258 +74,10 @@ __all__ = [
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "gatekeeper.yaml"
 
 Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
 class ConfigError(Exception):
     """The deployment file is unusable; the message says where and why."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ContactConfig(_Model):
-    name: str = Field(min_length=1)
-    email: str | None = None
-    phone: str | None = None
-
-
-class SenderIdentity(_Model):
-    """How the municipality must appear as sender (avsändare)."""
-
-    organization: str = Field(min_length=1)
-    logo_url: str = Field(min_length=1)
-    website: str = Field(min_length=1)
-    contact: ContactConfig
-
-
-ContentRuleName = Literal[
-    "plain_language",
-    "link_text",
-    "alt_text",
-    "personal_identity_number",
-    "heading_levels",
-    "social_limits",
-    "press_spokesperson",
-    "forbidden_words",
-    "max_title_length",
-    "summary_required",
-]
-
-
-class ContentCheck(_Model):
-    """One content rule, where it applies and what a match does: ``block`` holds the
-    item with the rule as reason, ``warn`` releases it with the finding on the decision.
-
-    ``channels`` and ``audience`` narrow where the rule applies (default: every
-    channel of both audiences); the other keys are the rule's parameters.
-    """
-
-    rule: ContentRuleName
-    action: Literal["block", "warn"]
-    channels: tuple[str, ...] = ()
-    audience: Literal["internal", "external"] | None = None
-    #: plain_language: highest LIX, words in one sentence, words in the text
-    lix_max: float | None = Field(default=None, gt=0)
-    sentence_words_max: int | None = Field(default=None, ge=1)
-    words_max: int | None = Field(default=None, ge=1)
-    #: alt_text: longest alt text a screen reader reads well
-    alt_max_length: int = Field(default=150, ge=1)
-    #: social_limits: characters, links and hashtags; max_title_length: characters
-    max_length: int | None = Field(default=None, ge=1)
-    max_links: int | None = Field(default=None, ge=0)
-    max_hashtags: int | None = Field(default=None, ge=0)
-    #: forbidden_words: word -> what to write instead ("" to just strike it)
-    replacements: Mapping[str, str] = Field(default_factory=dict)
-    #: forbidden_words (older form): words to avoid, with no suggestion
-    words: tuple[str, ...] = ()
-    #: max_title_length (older form of max_length)
-    limit: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _parameters(self) -> ContentCheck:
-        if self.rule == "forbidden_words" and not (self.words or self.replacements):
-            raise ValueError("forbidden_words needs 'replacements' (word: suggestion) or 'words'")
-        if self.rule == "max_title_length" and self.limit is None and self.max_length is None:
-            raise ValueError("max_title_length needs 'max_length'")
-        if self.rule == "plain_language" and not (
-            self.lix_max or self.sentence_words_max or self.words_max
-        ):
-            raise ValueError("plain_language needs lix_max, sentence_words_max or words_max")
-        if self.rule == "social_limits" and not (
-            self.max_length or self.max_links is not None or self.max_hashtags is not None
-        ):
-            raise ValueError("social_limits needs max_length, max_links or max_hashtags")
-        return self
-
-
-class Spokesperson(_Model):
-    name: str = Field(min_length=1)
-    email: str | None = None
-
-
-class Policy(_Model):
-    internal_lead: timedelta = timedelta(0)
-    escalate_after: timedelta = timedelta(hours=4)
-    crisis_lane: bool = False
-    content_checks: tuple[ContentCheck, ...] = ()
-
-    @field_validator("internal_lead", "escalate_after")
-    @classmethod
-    def _not_negative(cls, value: timedelta) -> timedelta:
-        if value < timedelta(0):
-            raise ValueError("must not be negative")
-        return value
-
-
-class KafkaTransport(_Model):
-    kind: Literal["kafka"]
-    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-
-
-#: Immediately, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h: about
-#: 28 hours in all, so a receiver's bad afternoon or night loses nothing.
-DEFAULT_RETRY_SCHEDULE: tuple[timedelta, ...] = tuple(
-    timedelta(seconds=s) for s in (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-)
-
-
-class Retries(_Model):
-    """When a webhook or e-mail delivery is attempted again, and which answers end it.
-
-    ``schedule`` lists the wait before each attempt, the first one included
-    (usually 0); each wait gets ``jitter`` (a share, up or down) and a
-    receiver's ``Retry-After`` lengthens it. 410 Gone always ends a delivery;
-    other 4xx answers end it unless listed in ``retry_statuses``.
-    """
-
-    schedule: tuple[timedelta, ...] = Field(default=DEFAULT_RETRY_SCHEDULE, min_length=1)
-    jitter: float = Field(default=0.1, ge=0, lt=1)
-    retry_statuses: tuple[int, ...] = (408, 429)
-
-    @field_validator("schedule")
-    @classmethod
-    def _not_negative(cls, value: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
-        if any(step < timedelta(0) for step in value):
-            raise ValueError("waits must not be negative")
-        return value
-
-    @field_validator("retry_statuses")
-    @classmethod
-    def _client_errors(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(not 400 <= code < 500 or code == 410 for code in value):
-            raise ValueError("only 4xx answers other than 410 can be retried (5xx always are)")
-        return value
-
-
-class _WebhookTarget(_Model):
-    """Where a signed webhook goes, how long an attempt may take, when it is retried."""
-
-    #: https, or http to a loopback address (a receiver on the same host)
-    url: str | None = Field(default=None, pattern=r"^https?://")
-    #: Instead of url: the variable that holds it, for an address that is itself a
-    #: secret (a token in its path); it never appears in logs or dead letters.
-    url_env: EnvName | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    retries: Retries = Retries()
-    #: Cut (or stretch, repeating the last wait) the schedule to this many attempts.
-    max_attempts: int | None = Field(default=None, ge=1)
-    #: The channel's own signing secret (else the tenant's outbound one), and
-    #: the one it replaces while a receiver rotates: both sign every request.
-    secret_env: EnvName | None = None
-    previous_secret_env: EnvName | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        problem = url_problem(value) if value is not None else None
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @model_validator(mode="after")
-    def _one_address(self) -> _WebhookTarget:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("give the address as url or as url_env (a variable), one of them")
-        return self
-
-
-def url_problem(value: str) -> str | None:
-    """What is wrong with a webhook's address, if anything."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https"):
-        return "must start with https://"
-    if not parts.hostname:
-        return "has no host"
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        return (
-            "must be https:// (plain http only to a loopback address): a notice and its "
-            "signature would cross the network in the clear"
-        )
-    return None
-
-
-class WebhookTransport(_WebhookTarget):
-    kind: Literal["webhook"]
-
-
-#: The delivery channel of a tenant's status webhook; no configured channel may take it.
-STATUS_CHANNEL = "cms-status"
-
-
-class StatusWebhook(_WebhookTarget):
-    """The CMS's own endpoint, told when an item is held, released, rejected or escalated.
-
-    It signs with a secret of its own (never the CMS's inbound one), retried on
-    the same schedule as the channels.
-    """
-
-    secret_env: EnvName
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class SmtpServer(_Model):
-    """A mail relay: where, how securely, as whom."""
-
-    host: str = Field(min_length=1)
-    port: int = Field(default=25, ge=1, le=65535)
-    from_: str = Field(alias="from", min_length=3)
-    #: "starttls" upgrades the connection (port 587, Microsoft 365 and most
-    #: relays), "implicit" speaks TLS from the start (port 465), "none" sends
-    #: in the clear (a relay on the same host only).
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    #: A CA file for a relay whose certificate the system does not trust.
-    ca_file: Path | None = None
-    username_env: EnvName | None = None
-    password_env: EnvName | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    retries: Retries = Retries()
-    #: Cut (or stretch, repeating the last wait) the schedule to this many attempts.
-    max_attempts: int | None = Field(default=None, ge=1)
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _login(self) -> SmtpServer:
-        if (self.username_env is None) != (self.password_env is None):
-            raise ValueError("username_env and password_env go together")
-        if self.username_env is not None and self.tls == "none":
-            raise ValueError("a login needs tls: starttls or implicit, never in the clear")
-        return self
-
-
-class SmtpTransport(SmtpServer):
-    kind: Literal["smtp"]
-    recipients: tuple[str, ...] = Field(min_length=1)
 
 
 Transport = Annotated[
@@ -315,11 +85,7 @@ Transport = Annotated[
 ]
 
 
-class NotificationSmtp(SmtpServer):
-    """The mail relay notification e-mails go out through."""
-
-
-class Notifications(_Model):
+class Notifications(ConfigModel):
     """E-mail to the item's contact and the communications desk about what waits.
 
     Sent once when an item has waited ``notify_after`` for something a person
@@ -338,13 +104,13 @@ class Notifications(_Model):
         return value
 
 
-class Channel(_Model):
+class Channel(ConfigModel):
     name: Name
     audience: Literal["internal", "external"]
     transport: Transport
 
 
-class Tenant(_Model):
+class Tenant(ConfigModel):
     name: str = Field(min_length=1, description="display name, e.g. Lerums kommun")
     sender: SenderIdentity
     secret_env: EnvName
@@ -374,11 +140,11 @@ class Tenant(_Model):
         return next((c for c in self.channels if c.name == name), None)
 
 
-class IngestLimits(_Model):
+class IngestLimits(ConfigModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
-class Deployment(_Model):
+class Deployment(ConfigModel):
     """The whole file, plus the tenants' secrets resolved from the environment."""
 
     tenants: Mapping[Name, Tenant] = Field(min_length=1)
@@ -403,7 +169,7 @@ class Deployment(_Model):
         outbound one (never the CMS's: :func:`load_deployment` refuses that)."""
         return self.channel_secrets.get(f"{tenant}/{channel}") or (self.outbound_secret(tenant),)
 
-    def webhook_url(self, tenant: str, channel: str, target: _WebhookTarget) -> str:
+    def webhook_url(self, tenant: str, channel: str, target: WebhookTarget) -> str:
         """Where a webhook goes: its url, or what its url_env held at start-up."""
         return target.url or self.webhook_urls[f"{tenant}/{channel}"]
 
@@ -593,9 +359,9 @@ def _webhook_addresses(
         urls[f"{tenant_name}/{channel}"] = value
 
 
-def _webhook_targets(tenant_name: str, tenant: Tenant) -> list[tuple[str, _WebhookTarget]]:
+def _webhook_targets(tenant_name: str, tenant: Tenant) -> list[tuple[str, WebhookTarget]]:
     """Every webhook the tenant signs, with the key that names it in the file."""
-    found: list[tuple[str, _WebhookTarget]] = [
+    found: list[tuple[str, WebhookTarget]] = [
         (f"tenants.{tenant_name}.channels[{index}].transport", channel.transport)
         for index, channel in enumerate(tenant.channels)
         if isinstance(channel.transport, WebhookTransport)
