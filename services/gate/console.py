@@ -14,7 +14,7 @@ import hmac
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,17 +27,17 @@ import structlog
 from aiohttp import web
 
 from services.gate import paging, wording
+from services.gate.console_followup import FollowUpPages
 from services.gate.followup import FollowUp
-from services.gate.followup_api import MONTH, csv_answer
 from services.gate.handler import GateHandler
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
 from services.gate.operator_api import OperatorApi
-from services.gate.sessions import Principal, Session, Sessions
+from services.gate.sessions import Caller, Principal, Session, Sessions
 from services.gate.sso import identity_of
 from services.runtime.keys import ItemKey, from_segment, path_segment
 from services.runtime.operators import Identity, OperatorDirectory, key_digest
 from services.runtime.ports import Clock
-from services.runtime.swedish import month_name
+from services.runtime.swedish import duration
 from services.runtime.web import REFUSED_PERSON
 
 __all__ = ["Console"]
@@ -54,17 +54,6 @@ _SET_SESSION = web.RequestKey("set_session", str)
 _ZONE = ZoneInfo("Europe/Stockholm")
 log = structlog.get_logger("gatekeeper.console")
 _CSP = "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'"
-_KINDS = {
-    "accepted": "Mottagen",
-    "held": "Hålls kvar",
-    "released": "Släppt",
-    "rejected": "Avvisad: följer inte formatet",
-    "escalated": "Eskalerad",
-    "overridden": "Släppt av en person",
-    "retracted": "Tillbakadragen",
-    "stale": "Inaktuell version",
-    "rejected_by_operator": "Stoppad av en person",
-}
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,
@@ -78,7 +67,7 @@ def _when(at: datetime) -> str:
 
 
 def _age(since: datetime, now: datetime) -> str:
-    return _duration(max((now - since).total_seconds(), 0.0))
+    return duration(max((now - since).total_seconds(), 0.0))
 
 
 def _same(given: str, expected: str) -> bool:
@@ -88,21 +77,6 @@ def _same(given: str, expected: str) -> bool:
 
 def _secure(request: web.Request) -> bool:
     return request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The person behind a request, in their live session."""
-
-    session: Session
-    identity: Identity
-
-    @property
-    def csrf(self) -> str:
-        return self.session.csrf
-
-    def form_ok(self, given: str | None) -> bool:
-        return self.session.form_ok(given)
 
 
 class Console:
@@ -118,8 +92,15 @@ class Console:
         followup: FollowUp | None = None,
         followup_ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._followup = followup or FollowUp()
-        self._followup_ready = followup_ready
+        self._follow_up = FollowUpPages(
+            self._who,
+            self._page,
+            handler,
+            tenants,
+            clock,
+            followup or FollowUp(),
+            followup_ready,
+        )
         self._handler = handler
         self._api = api
         self._operators = operators
@@ -131,14 +112,13 @@ class Console:
         self._finished: OrderedDict[str, None] = OrderedDict()
 
     def add_routes(self, app: web.Application) -> None:
+        self._follow_up.add_routes(app)
         app.router.add_get("/console", self.held)
         app.router.add_get("/console/login", self.login_form)
         app.router.add_post("/console/login", self.login)
         app.router.add_post("/console/logout", self.logout)
         app.router.add_get("/console/oidc/start", self.sso_start)
         app.router.add_get("/console/oidc/callback", self.sso_callback)
-        app.router.add_get("/console/uppfoljning", self.follow_up)
-        app.router.add_get("/console/uppfoljning.csv", self.follow_up_csv)
         app.router.add_get("/console/items/{tenant}/{item_id}", self.item)
         app.router.add_post("/console/items/{tenant}/{item_id}/release", self.release)
         app.router.add_post("/console/items/{tenant}/{item_id}/reject", self.reject)
@@ -409,7 +389,7 @@ class Console:
         history = [
             {
                 "at": _when(d.decided_at),
-                "kind": _KINDS.get(d.kind, d.kind),
+                "kind": wording.decision_kind(d.kind),
                 "version": d.version,
                 "reason": d.operator_reason or d.reason,
                 "operator": d.operator or "",
@@ -467,112 +447,3 @@ class Console:
         raise web.HTTPSeeOther(f"/console?klart={status}")
 
     # -- follow-up ----------------------------------------------------------------------
-
-    def _month_and_tenant(self, request: web.Request, caller: Caller) -> tuple[str, str]:
-        visible = caller.identity.visible(sorted(self._tenants))
-        if not visible:
-            raise web.HTTPNotFound(text="Hittades inte.")
-        tenant = request.query.get("tenant") or visible[0]
-        if tenant not in visible:
-            raise web.HTTPNotFound(text="Hittades inte.")
-        month = request.query.get("month", "")
-        if not MONTH.match(month):
-            month = self._clock().astimezone(_ZONE).strftime("%Y-%m")
-        return tenant, month
-
-    @staticmethod
-    def _until(request: web.Request, month: str) -> str | None:
-        """The last month of a period that starts at *month* ("till"), if one is asked."""
-        until = request.query.get("till", "")
-        return until if MONTH.match(until) and until > month else None
-
-    async def follow_up(self, request: web.Request) -> web.Response:
-        caller = self._who(request)
-        tenant, month = self._month_and_tenant(request, caller)
-        until = self._until(request, month)
-        rows = self._followup.figures(tenant, month, until)
-        policy = self._handler.policy(tenant)
-        reasons: dict[str, int] = {}
-        findings: dict[str, int] = {}
-        for row in rows:
-            for reason, count in row.held_by_reason.items():
-                text = wording.reason_text(reason)
-                reasons[text] = reasons.get(text, 0) + count
-            for rule, count in row.findings_by_rule.items():
-                findings[rule] = findings.get(rule, 0) + count
-        return self._page(
-            request,
-            "followup.html",
-            who=caller.identity,
-            csrf=caller.csrf,
-            tenant=tenant,
-            tenants=caller.identity.visible(sorted(self._tenants)),
-            organization=policy.organization if policy else tenant,
-            month=month,
-            month_name=(
-                f"{month_name(month)} – {month_name(until)}" if until else month_name(month)
-            ),
-            until=until or "",
-            ready=self._followup_ready(),
-            units=[
-                {
-                    **row.model_dump(),
-                    "lead_median": _duration(row.internal_lead_median_s),
-                    "lead_p90": _duration(row.internal_lead_p90_s),
-                    "held_median": _duration(row.held_median_s),
-                }
-                for row in rows
-            ],
-            lead_rows=[
-                (row.unit, round(row.internal_lead_median_s / 3600, 1))
-                for row in rows
-                if row.internal_lead_median_s is not None
-            ],
-            reason_rows=sorted(reasons.items(), key=lambda r: -r[1]),
-            finding_rows=sorted(findings.items(), key=lambda r: -r[1]),
-            **self._lead_over_months(tenant, until or month),
-        )
-
-    def _lead_over_months(self, tenant: str, month: str) -> dict[str, Any]:
-        """The median internal lead per unit over the six months up to *month*, in hours:
-        does each unit tell its staff earlier as time goes by?"""
-        year, number = (int(p) for p in month.split("-"))
-        months = []
-        for back in range(5, -1, -1):
-            y, m = divmod(year * 12 + number - 1 - back, 12)
-            months.append(f"{y}-{m + 1:02d}")
-        hours: dict[str, dict[str, float]] = {}
-        for when in months:
-            for row in self._followup.figures(tenant, when):
-                if row.internal_lead_median_s is not None:
-                    hours.setdefault(row.unit, {})[when] = round(
-                        row.internal_lead_median_s / 3600, 1
-                    )
-        peak = max((h for by in hours.values() for h in by.values()), default=0.0) or 1.0
-        return {
-            "trend_months": months,
-            "trend_labels": {m: month_name(m) for m in months},
-            "trend": sorted(hours.items()),
-            "trend_peak": peak,
-        }
-
-    async def follow_up_csv(self, request: web.Request) -> web.Response:
-        caller = self._who(request)
-        tenant, month = self._month_and_tenant(request, caller)
-        rows = self._followup.figures(tenant, month, self._until(request, month))
-        answer = csv_answer(tenant, month, rows)
-        answer.headers["Cache-Control"] = "no-store"
-        return answer
-
-
-def _duration(seconds: float | None) -> str:
-    """A duration as a communicator reads it: "2 dygn 3 h", "45 min", a dash for none."""
-    if seconds is None:
-        return "–"
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days} dygn"] if days else []
-    parts += [f"{hours} h"] if hours else []
-    parts += [f"{minutes} min"] if minutes or not parts else []
-    return " ".join(parts)

@@ -26,9 +26,11 @@ from typing import Any, Literal, Protocol
 from cryptography.fernet import Fernet, InvalidToken
 
 from services.runtime import topics
+from services.runtime.operators import Identity
 from services.runtime.ports import Clock, OutboundRecord, Outbox
 
 __all__ = [
+    "Caller",
     "KafkaRevocations",
     "MemoryRevocations",
     "Principal",
@@ -223,3 +225,18 @@ class KafkaRevocations:
         if len(self._ended) % 1000 == 0:  # now and then, forget what has expired anyway
             now = self._clock()
             self._ended = {k: u for k, u in self._ended.items() if u > now}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The person behind a request, in their live session."""
+
+    session: Session
+    identity: Identity
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf
+
+    def form_ok(self, given: str | None) -> bool:
+        return self.session.form_ok(given)

@@ -12,7 +12,7 @@ from services.gate.state import (
     Held,
 )
 
-__all__ = ["Finding", "findings", "reason_text"]
+__all__ = ["Finding", "decision_kind", "findings", "reason_text"]
 
 _REASONS = {
     AWAITING_INTERNAL_NOTICE: "Väntar på intern information",
@@ -97,3 +97,21 @@ def findings(held: Held) -> list[Finding]:
         return [Finding(f.rule, f.action, f.message, f.fix) for f in ordered]
     blocking = [_finding(r, "block") for r in held.reasons if r.startswith("content_check:")]
     return blocking + [_finding(w, "warn") for w in held.warnings]
+
+
+_DECISION_KINDS = {
+    "accepted": "Mottagen",
+    "held": "Hålls kvar",
+    "released": "Släppt",
+    "rejected": "Avvisad: följer inte formatet",
+    "escalated": "Eskalerad",
+    "overridden": "Släppt av en person",
+    "retracted": "Tillbakadragen",
+    "stale": "Inaktuell version",
+    "rejected_by_operator": "Stoppad av en person",
+}
+
+
+def decision_kind(kind: str) -> str:
+    """A decision's kind as the item's history in the console names it."""
+    return _DECISION_KINDS.get(kind, kind)
