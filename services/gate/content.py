@@ -12,21 +12,18 @@ finding says where something is wrong, never what a personal number was.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-import textstat
-from selectolax.lexbor import LexborHTMLParser
-
 from schemas.events import ContentEvent
+from services.gate import reading
+from services.gate.reading import lix
 from services.runtime.identity_numbers import contains_identity_number, mask_identity_numbers
 
 __all__ = ["ContentRule", "Finding", "Spokesperson", "check", "lix"]
 
-textstat.set_lang("sv")
 
 #: Link texts that say nothing out of context (WCAG 2.4.4), Swedish and English.
 GENERIC_LINK_TEXTS = frozenset(
@@ -41,9 +38,7 @@ _FILE_NAME = re.compile(r"^[\w.\-() ]+\.(jpe?g|png|gif|webp|svg|bmp|tiff?|heic)$
 _URL = re.compile(r"^(https?://|www\.)\S+$", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _HASHTAG = re.compile(r"(?<!\w)#\w+")
-_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _DIGIT_RUN = re.compile(r"\d{6}[-+]?\d{4}")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
 
 @dataclass(frozen=True)
@@ -86,73 +81,14 @@ class Finding:
     fix: str
 
 
-# -- reading the text ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Body:
-    text: str
-    links: tuple[tuple[str, str], ...]  # (href, text)
-    images: tuple[tuple[str, str | None], ...]  # (src, alt)
-    headings: tuple[int, ...]
-
-
-def _read(body: str) -> _Body:
-    """The body as text, with the links, images and heading levels in it."""
-    tree = LexborHTMLParser(body)
-    root = tree.body
-    if root is None:
-        return _Body(body, (), (), ())
-    for block in root.css("p, li, h1, h2, h3, h4, h5, h6, br, div, tr"):
-        block.insert_after("\n\n" if block.tag != "br" else "\n")
-    links = tuple(
-        ((a.attributes.get("href") or "").strip(), " ".join(a.text().split()))
-        for a in root.css("a")
-    )
-    images = tuple(
-        ((i.attributes.get("src") or "").strip(), i.attributes.get("alt")) for i in root.css("img")
-    )
-    headings = tuple(int((h.tag or "h1")[1]) for h in root.css("h1, h2, h3, h4, h5, h6"))
-    text = root.text(separator=" ")
-    text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\s*\n\s*\n\s*", "\n\n", text).strip()
-    return _Body(text, links, images, headings)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text)
-
-
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if _words(s)]
-
-
-def lix(text: str) -> float:
-    """Läsbarhetsindex: words per sentence plus the share of words over six letters, in %."""
-    return _measure(text).lix
-
-
 # -- the rules ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Measure:
-    words: tuple[str, ...]
-    lix: float
-    sentences: tuple[tuple[str, int], ...]  # (sentence, its word count)
-
-
-@functools.lru_cache(maxsize=32)
-def _measure(text: str) -> _Measure:
-    """A text's words, LIX and sentences, once per text: a rule per channel asks again."""
-    words = tuple(_words(text))
-    sentences = tuple((s, len(_words(s))) for s in _sentences(text))
-    return _Measure(words, float(textstat.lix(text)) if words else 0.0, sentences)
-
-
-def _plain_language(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _plain_language(
+    event: ContentEvent, body: reading.Body, rule: ContentRule
+) -> Iterator[Finding]:
     text = "\n\n".join(t for t in (event.summary or "", body.text) if t)
-    measure = _measure(text)
+    measure = reading.measure(text)
     words, value = measure.words, measure.lix
     if not (
         (rule.lix_max is not None and value > rule.lix_max)
@@ -203,14 +139,14 @@ def _clip(sentence: str, words: int = 12) -> str:
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
 
 
-def _all_links(event: ContentEvent, body: _Body) -> list[tuple[str, str, str]]:
+def _all_links(event: ContentEvent, body: reading.Body) -> list[tuple[str, str, str]]:
     """(where, href, text) of every link, in the ``links`` field and in the body."""
     found = [(f"länk nr {i + 1}", str(link.url), link.text) for i, link in enumerate(event.links)]
     found += [(f"länk nr {i + 1} i brödtexten", h, t) for i, (h, t) in enumerate(body.links)]
     return found
 
 
-def _link_text(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _link_text(event: ContentEvent, body: reading.Body, rule: ContentRule) -> Iterator[Finding]:
     for where, href, text in _all_links(event, body):
         bare = text.strip().lower().rstrip(".:!")
         if bare in GENERIC_LINK_TEXTS:
@@ -229,7 +165,7 @@ def _link_text(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[
             )
 
 
-def _all_images(event: ContentEvent, body: _Body) -> list[tuple[str, str, str | None, bool]]:
+def _all_images(event: ContentEvent, body: reading.Body) -> list[tuple[str, str, str | None, bool]]:
     """(where, src, alt, decorative) of every image."""
     found: list[tuple[str, str, str | None, bool]] = [
         (f"bild nr {i + 1}", str(img.url), img.alt, img.decorative)
@@ -242,7 +178,7 @@ def _all_images(event: ContentEvent, body: _Body) -> list[tuple[str, str, str | 
     return found
 
 
-def _alt_text(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _alt_text(event: ContentEvent, body: reading.Body, rule: ContentRule) -> Iterator[Finding]:
     fix = "Beskriv vad bilden visar och varför den finns där, i en eller två meningar."
     for where, src, alt, decorative in _all_images(event, body):
         text = (alt or "").strip()
@@ -283,7 +219,7 @@ def _alt_text(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[F
             )
 
 
-def _text_fields(event: ContentEvent, body: _Body) -> Iterator[tuple[str, str]]:
+def _text_fields(event: ContentEvent, body: reading.Body) -> Iterator[tuple[str, str]]:
     """(where, text) of every text an identity number could hide in."""
     yield "rubriken", event.title
     yield "brödtexten", body.text
@@ -306,7 +242,9 @@ def _text_fields(event: ContentEvent, body: _Body) -> Iterator[tuple[str, str]]:
         yield f"länkadressen för {where}", href
 
 
-def _identity_numbers(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _identity_numbers(
+    event: ContentEvent, body: reading.Body, rule: ContentRule
+) -> Iterator[Finding]:
     places = list(
         dict.fromkeys(w for w, t in _text_fields(event, body) if contains_identity_number(t))
     )
@@ -321,7 +259,9 @@ def _identity_numbers(event: ContentEvent, body: _Body, rule: ContentRule) -> It
         )
 
 
-def _heading_levels(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _heading_levels(
+    event: ContentEvent, body: reading.Body, rule: ContentRule
+) -> Iterator[Finding]:
     previous = 1  # the title is the page's first-level heading
     for level in body.headings:
         if level > previous + 1:
@@ -335,7 +275,7 @@ def _heading_levels(event: ContentEvent, body: _Body, rule: ContentRule) -> Iter
         previous = level
 
 
-def _social_limits(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _social_limits(event: ContentEvent, body: reading.Body, rule: ContentRule) -> Iterator[Finding]:
     text = " ".join(t for t in (event.title, body.text) if t)
     if rule.max_length is not None and len(text) > rule.max_length:
         yield Finding(
@@ -362,7 +302,9 @@ def _social_limits(event: ContentEvent, body: _Body, rule: ContentRule) -> Itera
         )
 
 
-def _press_spokesperson(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _press_spokesperson(
+    event: ContentEvent, body: reading.Body, rule: ContentRule
+) -> Iterator[Finding]:
     contact = event.contact
     known = {(s.email or "").lower() for s in rule.spokespersons if s.email}
     names = {s.name.lower() for s in rule.spokespersons}
@@ -391,7 +333,9 @@ def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
-def _forbidden_words(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
+def _forbidden_words(
+    event: ContentEvent, body: reading.Body, rule: ContentRule
+) -> Iterator[Finding]:
     text = " ".join(t for t in (event.title, event.summary or "", body.text) if t).lower()
     present = set(_any_of(tuple(w for w, _ in rule.replacements)).findall(text))
     for word, replacement in rule.replacements:
@@ -400,16 +344,18 @@ def _forbidden_words(event: ContentEvent, body: _Body, rule: ContentRule) -> Ite
             yield Finding("forbidden_words", rule.action, f"Texten innehåller ”{word}”.", fix)
 
 
-def _legacy(event: ContentEvent, body: _Body, rule: ContentRule) -> Iterator[Finding]:
-    if rule.name == "max_title_length" and rule.max_length is not None:
-        if len(event.title) > rule.max_length:
-            yield Finding(
-                "max_title_length",
-                rule.action,
-                f"Rubriken har {len(event.title)} tecken; högst {rule.max_length} tillåts.",
-                "Korta rubriken.",
-            )
-    elif rule.name == "summary_required" and not (event.summary or "").strip():
+def _title_length(event: ContentEvent, _: reading.Body, rule: ContentRule) -> Iterator[Finding]:
+    if rule.max_length is not None and len(event.title) > rule.max_length:
+        yield Finding(
+            "max_title_length",
+            rule.action,
+            f"Rubriken har {len(event.title)} tecken; högst {rule.max_length} tillåts.",
+            "Korta rubriken.",
+        )
+
+
+def _summary_required(event: ContentEvent, _: reading.Body, rule: ContentRule) -> Iterator[Finding]:
+    if not (event.summary or "").strip():
         yield Finding(
             "summary_required", rule.action, "Ingressen saknas.", "Skriv en kort ingress."
         )
@@ -424,8 +370,8 @@ _CHECKS = {
     "social_limits": _social_limits,
     "press_spokesperson": _press_spokesperson,
     "forbidden_words": _forbidden_words,
-    "max_title_length": _legacy,
-    "summary_required": _legacy,
+    "max_title_length": _title_length,
+    "summary_required": _summary_required,
 }
 
 
@@ -434,7 +380,7 @@ def check(event: ContentEvent, rules: Iterable[ContentRule]) -> tuple[Finding, .
     applicable = [r for r in rules if r.applies_to(event)]
     if not applicable or event.action == "retract":
         return ()
-    body = _read(event.body)
+    body = reading.read_body(event.body)
     findings: list[Finding] = []
     for rule in applicable:
         findings.extend(_CHECKS[rule.name](event, body, rule))
