@@ -23,11 +23,10 @@ from schemas.events import (
     GateCommand,
     ManualReject,
     ManualRelease,
-    Notification,
     Recorded,
     Tick,
 )
-from services.gate import content, status, wording
+from services.gate import content
 from services.gate.board import HeldBoard, record_value, rows_of
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
@@ -39,14 +38,13 @@ from services.gate.state import (
     Held,
     Input,
     ItemState,
-    Notify,
     Receipt,
 )
 from services.gate.telemetry import GateTelemetry
+from services.gate.written import Written
 from services.runtime import topics
 from services.runtime.audit import acceptance
-from services.runtime.identity_numbers import mask_identity_numbers
-from services.runtime.keys import ItemKey, path_segment
+from services.runtime.keys import ItemKey
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 from services.runtime.stamps import Stamps, stamp_header
 
@@ -110,9 +108,8 @@ class GateHandler:
         board: HeldBoard | None = None,
         status_tenants: frozenset[str] = frozenset(),
     ) -> None:
-        self._console_url = console_url.rstrip("/")
+        self._written = Written(console_url, status_tenants)
         #: The tenants whose CMS is told each item's status (``status_webhook``).
-        self._status_tenants = status_tenants
         self._policies = policies
         self._rules = rules
         self._items = items
@@ -195,7 +192,7 @@ class GateHandler:
                     batch.held_before[raw_key] = before.held if before else {}
                 state = before or ItemState(tenant=key.tenant, item_id=key.item_id)
                 state, effects = decide(state, inp, now, self._policies[key.tenant])
-                batch.outbound.extend(self._outbound(raw_key, state, effects, now))
+                batch.outbound.extend(self._written.outbound(raw_key, state, effects, now))
                 batch.decided.append((state, effects))
                 batch.states[raw_key] = (i, state)
                 noted = (*noted, *effects.decisions)
@@ -279,67 +276,6 @@ class GateHandler:
                 self._telemetry.released(order, latency)
             for decision in effects.decisions:
                 self._telemetry.decided(decision)
-
-    def _outbound(
-        self, raw_key: bytes, state: ItemState, effects: Effects, now: datetime
-    ) -> list[OutboundRecord]:
-        return [
-            *(
-                OutboundRecord(topics.RELEASES, raw_key, o.model_dump_json().encode())
-                for o in effects.releases
-            ),
-            *(
-                OutboundRecord(topics.DECISIONS, raw_key, d.model_dump_json().encode())
-                for d in effects.decisions
-            ),
-            *(
-                OutboundRecord(
-                    topics.NOTIFICATIONS,
-                    raw_key,
-                    self._notification(state, n, now).model_dump_json().encode(),
-                )
-                for n in effects.notifications
-            ),
-            *self._statuses(raw_key, state, effects),
-        ]
-
-    def _statuses(
-        self, raw_key: bytes, state: ItemState, effects: Effects
-    ) -> Iterable[OutboundRecord]:
-        if state.tenant not in self._status_tenants:
-            return
-        for decision in effects.decisions:
-            held = state.held.get(decision.audience) if decision.audience else None
-            if held is not None and held.event.version != decision.version:
-                held = None
-            told = status.status_of(decision, held, self._item_url(state))
-            if told is not None:
-                yield OutboundRecord(topics.STATUS, raw_key, told.model_dump_json().encode())
-
-    def _item_url(self, state: ItemState) -> str:
-        return (
-            f"{self._console_url}/items/{path_segment(state.tenant)}/{path_segment(state.item_id)}"
-        )
-
-    def _notification(self, state: ItemState, due: Notify, now: datetime) -> Notification:
-        held, event = due.held, due.held.event
-        return Notification(
-            notification_id=due.notification_id,
-            kind=due.kind,
-            tenant=state.tenant,
-            item_id=state.item_id,
-            version=event.version,
-            audience=due.audience,
-            # an e-mail to the desk is kept in mailboxes: no identity number in it
-            title=mask_identity_numbers(event.title),
-            unit=mask_identity_numbers(event.unit),
-            reasons=[wording.reason_text(r) for r in held.reasons],
-            held_since=held.held_since,
-            publish_at=event.publish_at,
-            contact_email=event.contact.email if event.contact else None,
-            console_url=self._item_url(state),
-            decided_at=now,
-        )
 
     # -- time -------------------------------------------------------------------------
 
