@@ -209,21 +209,10 @@ def _lists_differ(held: dict[str, Any], others: list[str]) -> list[str]:
     return found
 
 
-def _check(
-    result: Round,
-    reader: TopicReader,
-    postings: list[Posting],
-    receivers: dict[str, WebhookReceiver],
-    gates: list[str],
-) -> None:
-    publish_at = {
-        (p.item, p.event["version"]): datetime.fromisoformat(p.event["publish_at"])
-        for p in postings
-        if p.event["audience"] == "external"
-    }
-    receipts = _json_by_key(reader, "publish.receipts")
+def _internal_told(reader: TopicReader) -> dict[str, datetime]:
+    """When each item's internal notice was first delivered."""
     internal_at: dict[str, datetime] = {}
-    for key, rows in receipts.items():
+    for key, rows in _json_by_key(reader, "publish.receipts").items():
         times = [
             datetime.fromisoformat(r["value"]["delivered_at"])
             for r in rows
@@ -231,8 +220,17 @@ def _check(
         ]
         if times:
             internal_at[key.partition(":")[2]] = min(times)
+    return internal_at
 
-    deliveries: dict[tuple[str, int, str], set[str]] = defaultdict(set)
+
+Delivered = tuple[str, int, str]
+
+
+def _delivered(
+    reader: TopicReader, receivers: dict[str, WebhookReceiver]
+) -> tuple[dict[Delivered, set[str]], list[tuple[str, int, str, datetime]]]:
+    """Every publication's delivery ids, and every external one with its release time."""
+    deliveries: dict[Delivered, set[str]] = defaultdict(set)
     external: list[tuple[str, int, str, datetime]] = []
     for channel in ("intranet.notices", "external.web"):
         for rows in _json_by_key(reader, channel).values():
@@ -250,29 +248,16 @@ def _check(
             notice = json.loads(body)
             if notice["action"] != "publish":
                 continue
-            ident = (notice["item_id"], notice["version"], name)
-            deliveries[ident].add(webhook_id)
-            external.append(
-                (
-                    notice["item_id"],
-                    notice["version"],
-                    name,
-                    datetime.fromisoformat(notice["released_at"]),
-                )
-            )
-    for item, version, channel, released in external:
-        told = internal_at.get(item)
-        if told is None or released < told:
-            result.violations.append(f"{item} v{version} to {channel} before its internal notice")
-        due = publish_at.get((item, version))
-        if due is not None and released < due:
-            result.violations.append(f"{item} v{version} to {channel} before its publish_at")
-    for (item, version, channel), ids in deliveries.items():
-        if len(ids) > 1:
-            result.violations.append(f"{item} v{version} delivered to {channel} {len(ids)} times")
+            deliveries[(notice["item_id"], notice["version"], name)].add(webhook_id)
+            released = datetime.fromisoformat(notice["released_at"])
+            external.append((notice["item_id"], notice["version"], name, released))
+    return deliveries, external
 
-    held = {row["item_id"]: row["reasons"] for row in all_held(gates[0])}
-    result.violations += _lists_differ(held, gates[1:])
+
+def _fates(
+    result: Round, reader: TopicReader, postings: list[Posting], held: dict[str, Any]
+) -> dict[str, int]:
+    """How many items ended released, held or retracted; a violation for any other end."""
     decisions = _json_by_key(reader, "gate.decisions")
     ends = {"released", "overridden", "retracted", "stale", "rejected_by_operator"}
     counts: dict[str, int] = defaultdict(int)
@@ -288,6 +273,36 @@ def _check(
             counts["released"] += 1
         else:
             result.violations.append(f"{item}: accepted but neither released, held nor retracted")
+    return counts
+
+
+def _check(
+    result: Round,
+    reader: TopicReader,
+    postings: list[Posting],
+    receivers: dict[str, WebhookReceiver],
+    gates: list[str],
+) -> None:
+    publish_at = {
+        (p.item, p.event["version"]): datetime.fromisoformat(p.event["publish_at"])
+        for p in postings
+        if p.event["audience"] == "external"
+    }
+    internal_at = _internal_told(reader)
+    deliveries, external = _delivered(reader, receivers)
+    for item, version, channel, released in external:
+        told = internal_at.get(item)
+        if told is None or released < told:
+            result.violations.append(f"{item} v{version} to {channel} before its internal notice")
+        due = publish_at.get((item, version))
+        if due is not None and released < due:
+            result.violations.append(f"{item} v{version} to {channel} before its publish_at")
+    for (item, version, channel), ids in deliveries.items():
+        if len(ids) > 1:
+            result.violations.append(f"{item} v{version} delivered to {channel} {len(ids)} times")
+    held = {row["item_id"]: row["reasons"] for row in all_held(gates[0])}
+    result.violations += _lists_differ(held, gates[1:])
+    counts = _fates(result, reader, postings, held)
     counts["deliveries"] = len(deliveries)
     counts["dead letters"] = len(reader.records("publish.dlq"))
     result.counts = dict(counts)

@@ -66,7 +66,6 @@ class _Unit:
 
     def add(self, d: Decision, was_held: bool) -> None:
         key: Version = (d.item_id, d.version, d.audience or "")
-        external = d.audience == "external"
         match d.kind:
             case "held":
                 self.held.add(key)
@@ -75,25 +74,28 @@ class _Unit:
             case "escalated":
                 self.escalated.add(key)
             case "overridden" | "released":
-                if d.kind == "overridden":
-                    self.overridden.add(key)
-                if external:
-                    self.released.add(key)
-                    if d.internal_lead_s is not None:
-                        self.leads[key] = d.internal_lead_s
-                    if d.crisis:
-                        self.crisis.add(key)
-                if d.held_since is not None and was_held:
-                    self.hold_times[key] = (d.decided_at - d.held_since).total_seconds()
+                self._released(d, key, was_held)
             case "rejected_by_operator":
                 self.rejected.add(key)
             case "retracted":
                 self.retracted.add(key)
-        if external:
+        if d.audience == "external":
             for finding in d.findings:
                 self.findings[finding.rule].add(key)
             if d.lix is not None:
                 self.lix[key] = d.lix
+
+    def _released(self, d: Decision, key: Version, was_held: bool) -> None:
+        if d.kind == "overridden":
+            self.overridden.add(key)
+        if d.audience == "external":
+            self.released.add(key)
+            if d.internal_lead_s is not None:
+                self.leads[key] = d.internal_lead_s
+            if d.crisis:
+                self.crisis.add(key)
+        if d.held_since is not None and was_held:
+            self.hold_times[key] = (d.decided_at - d.held_since).total_seconds()
 
     def merged(self, other: _Unit) -> _Unit:
         """Both months' item versions as one period's (a version counted once)."""

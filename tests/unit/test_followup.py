@@ -59,19 +59,14 @@ def _month(d: Decision) -> str:
     return d.decided_at.astimezone(ZONE).strftime("%Y-%m")
 
 
-def _expected(history: list[Decision], tenant: str, months: set[str], unit: str) -> dict[str, Any]:
-    def version(d: Decision) -> tuple[str, int, str | None]:
-        return (d.item_id, d.version, d.audience)
+def version(d: Decision) -> tuple[str, int, str | None]:
+    return (d.item_id, d.version, d.audience)
 
-    mine = [d for d in history if d.tenant == tenant and _month(d) in months and d.unit == unit]
-    # within a month the later decision's figure counts, across months the later month's
-    mine.sort(key=_month)
-    releases = [
-        d for d in mine if d.kind in ("released", "overridden") and d.audience == "external"
-    ]
-    leads = list({version(d): d.internal_lead_s for d in releases}.values())
+
+def _hold_times(history: list[Decision], tenant: str, mine: list[Decision]) -> dict[Any, float]:
+    """How long each of *mine* released was held, once its held decision had come."""
     hold_times: dict[Any, float] = {}
-    held_before: set[Any] = set()  # a hold is known once its held decision has come
+    held_before: set[Any] = set()
     eligible: list[Decision] = []
     for d in history:
         if d.tenant != tenant:
@@ -84,6 +79,18 @@ def _expected(history: list[Decision], tenant: str, months: set[str], unit: str)
         since = d.held_since
         if since is not None:
             hold_times[version(d)] = (d.decided_at - since).total_seconds()
+    return hold_times
+
+
+def _expected(history: list[Decision], tenant: str, months: set[str], unit: str) -> dict[str, Any]:
+    mine = [d for d in history if d.tenant == tenant and _month(d) in months and d.unit == unit]
+    # within a month the later decision's figure counts, across months the later month's
+    mine.sort(key=_month)
+    releases = [
+        d for d in mine if d.kind in ("released", "overridden") and d.audience == "external"
+    ]
+    leads = list({version(d): d.internal_lead_s for d in releases}.values())
+    hold_times = _hold_times(history, tenant, mine)
     by_reason: dict[str, set[Any]] = {}
     for d in mine:
         if d.kind == "held":
