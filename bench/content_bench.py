@@ -126,7 +126,7 @@ def _real_gate(config: Path, events: list[ContentEvent], count: int, workdir: Pa
         finally:
             stop_process(proc)
     stamps = sorted(r.timestamp for r in held)
-    return len(held) / max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
+    return float(len(held) / max((stamps[-1] - stamps[0]) / 1000.0, 1e-3))
 
 
 def _without_rules(workdir: Path) -> Path:

@@ -68,12 +68,13 @@ CPU_TARGET_US = 350.0
 RATIO_TARGETS = {"faust3": 0.9, "faust": 1.0}
 
 
-def _receipt(i: int) -> bytes:
+def _receipt(i: int, prefix: str = "bench-") -> bytes:
+    """The delivery receipt of item *prefix*-*i*'s internal notice."""
     return (
         DeliveryReceipt(
-            decision_id=f"d{i}",
+            decision_id=f"d-{prefix}{i}",
             tenant="lerum",
-            item_id=f"bench-{i}",
+            item_id=f"{prefix}{i}",
             version=1,
             action="publish",
             audience="internal",
@@ -118,7 +119,7 @@ def watch(
 def _throughput(records: list[Any]) -> float:
     stamps = sorted(r.timestamp for r in records)
     span = max((stamps[-1] - stamps[0]) / 1000.0, 1e-3)
-    return len(records) / span
+    return float(len(records) / span)
 
 
 def _latencies(

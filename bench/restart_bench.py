@@ -14,6 +14,7 @@ stable GATEKEEPER_INSTANCE_ID, as the chart sets it). Prints every round.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import statistics
@@ -40,6 +41,11 @@ def _ready(port: int) -> bool:
             return int(r.status) == 200
     except OSError:
         return False
+
+
+def _held(reader: TopicReader, key: str) -> bool:
+    """Whether the gate has written a held decision for *key*."""
+    return any(d["kind"] == "held" for d in reader.json_for(topics.DECISIONS, key))
 
 
 def _until(check: Callable[[], bool], timeout: float = 300) -> float:
@@ -73,7 +79,7 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
         for name in SERVICES:
             argv = [sys.executable, "-m", "services.cli", "serve", name]
             procs[name] = start_process(argv, env, workdir / f"{mode}-{name}.log")
-            out[name] = {"first_start_s": _until(lambda n=name: _ready(ports[n]))}
+            out[name] = {"first_start_s": _until(functools.partial(_ready, ports[name]))}
         ingest = f"http://127.0.0.1:{ports['ingest']}"
         for name in SERVICES:
             procs[name].send_signal(signal.SIGKILL)
@@ -81,7 +87,7 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
             killed = time.monotonic()
             argv = [sys.executable, "-m", "services.cli", "serve", name]
             procs[name] = start_process(argv, env, workdir / f"{mode}-{name}.log")
-            _until(lambda n=name: _ready(ports[n]))
+            _until(functools.partial(_ready, ports[name]))
             out[name]["restart_to_ready_s"] = time.monotonic() - killed
             item = unique_item("restart")
             while (answer := post_event(ingest, content_event(item_id=item))).status_code != 202:
@@ -89,9 +95,7 @@ def _round(mode: str, workdir: Path) -> dict[str, dict[str, float]]:
                     raise SystemExit(f"ingest answered {answer.status_code}: {answer.text}")
                 time.sleep(0.05)
             key = f"lerum:{item}"
-            _until(
-                lambda k=key: any(d["kind"] == "held" for d in reader.json_for(topics.DECISIONS, k))
-            )
+            _until(functools.partial(_held, reader, key))
             out[name]["kill_to_first_output_s"] = time.monotonic() - killed
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -194,7 +194,7 @@ class TopicReader:
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
-            out = []
+            out: list[Any] = []
             while True:
                 batch = consumer.poll(timeout_ms=timeout_ms)
                 if not batch:
@@ -226,11 +226,12 @@ class TopicReader:
         predicate: Callable[[list[dict[str, Any]]], bool],
         timeout: float = 30.0,
     ) -> list[dict[str, Any]]:
-        return wait_until(
-            lambda: (lambda v: v if predicate(v) else None)(self.json_for(topic, key)),
-            timeout,
-            f"{topic} records for {key}",
-        )
+        def matching() -> list[dict[str, Any]] | None:
+            found = self.json_for(topic, key)
+            return found if predicate(found) else None
+
+        found = wait_until(matching, timeout, f"{topic} records for {key}")
+        return cast(list[dict[str, Any]], found)
 
 
 #: Quiet secrets for benchmark runs; tests use tests.conftest.SECRETS_ENV.

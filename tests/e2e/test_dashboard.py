@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -72,10 +73,10 @@ def _get(url: str) -> int:
         return 0
 
 
-def _query(url: str, expr: str) -> list[dict]:
+def _query(url: str, expr: str) -> list[dict[str, Any]]:
     answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
     assert answer["status"] == "success", f"{expr}: {answer}"
-    return answer["data"]["result"]
+    return cast(list[dict[str, Any]], answer["data"]["result"])
 
 
 def test_every_dashboard_panel_has_data_from_the_running_pipeline(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import OPERATOR_AUTH, content_event, internal_notice
@@ -55,7 +57,7 @@ def test_external_item_waits_for_its_internal_notice(
     assert kinds.index(("released", "internal")) < kinds.index(("released", "external"))
 
     # Ops can follow the item through every service's JSON log by its ids.
-    def lines(service: str) -> list[dict]:
+    def lines(service: str) -> list[dict[str, Any]]:
         return [line for line in pipeline.services[service].logs() if line.get("item_id") == item]
 
     delivered = wait_until(

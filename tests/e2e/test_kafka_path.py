@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -40,7 +41,7 @@ def test_invalid_record_is_dead_lettered_with_its_bytes_and_reason(
     garbage = b"\xff\xfe not even text"
     _produce(pipeline.bootstrap, key, garbage)
 
-    def dead() -> list:
+    def dead() -> list[Any]:
         return [r for r in topics.records("cms.events.dlq") if r.key == key]
 
     letters = wait_until(

@@ -4,6 +4,7 @@ proxy that cuts every connection (``tests/e2e/cutting_proxy.py``)."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 
@@ -13,13 +14,23 @@ from services.runtime.broker import EmbeddedBroker
 from tests.conftest import content_event, internal_notice
 from tests.e2e.cutting_proxy import CuttingProxy
 from tests.e2e.test_separate_broker import _held
-from tests.harness import Pipeline, TopicReader, post_event, unique_item, wait_until
+from tests.harness import Pipeline, Service, TopicReader, post_event, unique_item, wait_until
 
 
 def _timed_post(url: str, item: str) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     answer = post_event(url, content_event(item_id=item))
     return answer, time.monotonic() - started
+
+
+def _unready(service: Service) -> httpx.Response | None:
+    """The service's /readyz answer once it is 503."""
+    answer = httpx.get(f"{service.url}/readyz", timeout=5)
+    return answer if answer.status_code == 503 else None
+
+
+def _taken(ingest: str, item: str) -> bool:
+    return post_event(ingest, internal_notice(item_id=item)).status_code == 202
 
 
 def test_ingest_refuses_within_a_second_while_kafka_is_away_and_accepts_again(
@@ -65,9 +76,7 @@ def test_every_service_says_it_waits_for_kafka_and_stops_within_ten_seconds(
     proxy.cut()
     for service in services:  # each says why it cannot work, and stays alive
         unready = wait_until(
-            lambda s=service: (lambda r: r if r.status_code == 503 else None)(
-                httpx.get(f"{s.url}/readyz", timeout=5)
-            ),
+            functools.partial(_unready, service),
             10,
             f"{service.name} /readyz to answer 503",
         )
@@ -99,7 +108,7 @@ def test_gate_and_publish_resume_after_an_outage_without_a_restart(
 
     for item in items:
         wait_until(
-            lambda i=item: post_event(ingest.url, internal_notice(item_id=i)).status_code == 202,
+            functools.partial(_taken, ingest.url, item),
             30,
             f"ingest to take {item}'s notice",
             every=0.5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -15,7 +16,7 @@ from services.runtime.settings import Settings
 from services.runtime.topic_admin import ensure_topics
 
 
-def _read(bootstrap: str, topic: str, count: int) -> list[object]:
+def _read(bootstrap: str, topic: str, count: int) -> list[Any]:
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -44,7 +45,7 @@ def test_records_land_in_their_key_s_partition_in_order_and_the_last_offsets_are
         try:
             first = await outbox.send_acknowledged(records[:100])
             second = await outbox.send_acknowledged([*records[100:], big, big])
-            return [{tuple(tp): o for tp, o in a.items()} for a in (first, second)]
+            return [{(tp.topic, tp.partition): o for tp, o in a.items()} for a in (first, second)]
         finally:
             await outbox.stop()
 
@@ -66,7 +67,7 @@ def test_records_land_in_their_key_s_partition_in_order_and_the_last_offsets_are
             assert r.headers == [("n", r.value)]
     assert all(values == sorted(values) for values in by_partition.values())
 
-    counts = [defaultdict(int), defaultdict(int)]
+    counts: list[defaultdict[tuple[str, int], int]] = [defaultdict(int), defaultdict(int)]
     for i, key in enumerate(keys):
         counts[i >= 100][("outbox.mine", theirs[key])] += 1
     counts[1][("outbox.mine", 2)] += 2

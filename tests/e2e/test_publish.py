@@ -276,7 +276,9 @@ def test_email_is_plain_text_signed_by_the_municipality(
     assert message["To"] == "alla@lerum.se"
     assert "Vattenläcka på Storgatan" in str(message["Subject"])
     assert message.get_content_type() == "text/plain"
-    text = message.get_content().replace("\r\n", "\n")  # as it travelled: CRLF
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode().replace("\r\n", "\n")  # as it travelled: CRLF
     signature = text.split("\n-- \n", 1)[1]
     assert "Lerums kommun" in signature
     assert "Sektor samhällsbyggnad" in signature

@@ -5,6 +5,7 @@ flag, a stable instance id and a volume each)."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_two_gates_list_page_and_act_for_every_item_and_survive_losing_one(
         # Both processes list every held item, whichever owns it; pages yield each once.
         for gate in (first, second):
             wait_until(
-                lambda g=gate: _mine(all_held(g.url), set(items)) == everything,
+                functools.partial(lambda g: _mine(all_held(g.url), set(items)) == everything, gate),
                 60,
                 f"every held item listed by {gate.url}",
             )
@@ -187,7 +188,7 @@ def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_le
             return [d for d in answer.json()["dead_letters"] if d["item_id"] == item]
 
         for service in publishes:
-            wait_until(lambda s=service: listed(s), 60, f"the dead letter on {service.url}")
+            wait_until(functools.partial(listed, service), 60, f"the dead letter on {service.url}")
         [letter] = listed(publishes[1])
         receiver.default = "200"
         answer = httpx.post(  # the second process asks the owner, whichever that is
@@ -198,7 +199,11 @@ def test_any_ingest_answers_a_redelivery_duplicate_and_any_publish_lists_dead_le
         assert answer.status_code in (200, 202), answer.text
         wait_until(lambda: receiver.accepted, 60, "the redelivery received")
         for service in publishes:
-            wait_until(lambda s=service: not listed(s), 30, f"gone from {service.url}'s list")
+            wait_until(
+                functools.partial(lambda s: not listed(s), service),
+                30,
+                f"gone from {service.url}'s list",
+            )
     finally:
         receiver.stop()
         for service in seconds:  # the pipeline stops its own

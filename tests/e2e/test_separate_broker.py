@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from schemas.events import ReleaseOrder
 from services.runtime.broker import EmbeddedBroker
 from tests.conftest import internal_notice
 from tests.e2e.test_publish import _order
@@ -109,15 +110,15 @@ def test_a_killed_publish_delivers_nothing_twice_when_its_orders_come_again(
     assert len(notices) == len(orders), "each order delivered once"
 
 
-def _send_batched(bootstrap: str, orders: list[object]) -> None:
+def _send_batched(bootstrap: str, orders: list[ReleaseOrder]) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
     for order in orders:
         producer.send(
             "gate.releases",
-            key=f"lerum:{order.item_id}".encode(),  # type: ignore[attr-defined]
-            value=order.model_dump_json().encode(),  # type: ignore[attr-defined]
+            key=f"lerum:{order.item_id}".encode(),
+            value=order.model_dump_json().encode(),
         )
     producer.flush()
     producer.close()

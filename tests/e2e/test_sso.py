@@ -11,6 +11,7 @@ the provider while the gate runs changes nothing for anyone.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -65,7 +66,7 @@ def _page(browser: WebDriver) -> str:
 
 
 @pytest.fixture
-def sso(own_pipeline: Pipeline, tmp_path: Path) -> tuple[OidcProvider, Service, Service]:
+def sso(own_pipeline: Pipeline, tmp_path: Path) -> Iterator[tuple[OidcProvider, Service, Service]]:
     (own_pipeline.workdir / "operators.yaml").write_text(OPERATORS_YAML + SSO_ONLY)
     ingest = own_pipeline.add("ingest").start()
     gate = own_pipeline.add("gate")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+from typing import Any, cast
 
 import faust
 import faust.tables.recovery
@@ -44,7 +45,7 @@ class _Event:
 def test_an_event_made_current_is_faust_s_current_event() -> None:
     event = _Event()
     faust_compat.set_current_event(event)
-    assert current_event() is event
+    assert current_event() is cast(Any, event)
 
 
 async def test_the_fetch_wait_patch_reaches_the_consumer_faust_builds() -> None:
@@ -64,9 +65,10 @@ def test_readiness_reads_attributes_faust_has() -> None:
     app = _app()
     assert app.rebalancing is False
     assert app.in_recovery is False
-    assert app.tables.recovery.completed.is_set() is False
+    recovery = cast(Any, app.tables).recovery
+    assert recovery.completed.is_set() is False
     assert faust_compat.is_ready(app) is False, "not ready before its tables recovered"
-    app.tables.recovery.completed.set()
+    recovery.completed.set()
     assert faust_compat.is_ready(app) is True
 
 

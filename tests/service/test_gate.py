@@ -362,7 +362,9 @@ async def test_a_batch_decides_each_item_s_inputs_in_order_as_one_at_a_time_woul
     await batched.handler.handle_batch(records, saved.append)
 
     def kinds(gate: Gate) -> list[tuple[str, str, int]]:
-        return [(d["item_id"], d["kind"], d["version"]) for d in gate.decisions()]
+        return [
+            (str(d["item_id"]), str(d["kind"]), int(str(d["version"]))) for d in gate.decisions()
+        ]
 
     assert kinds(batched) == kinds(one_by_one)
     assert ("a", "released", 1) in kinds(batched)

@@ -110,7 +110,9 @@ async def test_the_report_is_mailed_once_to_the_desk_across_a_restart(
         [mail] = smtp.messages
         assert mail["To"] == "kommunikation@lerum.se"
         assert mail["Subject"] == "Uppföljning av kommunikationspolicyn, oktober 2026"
-        text = mail.get_payload(decode=True).decode()
+        payload = mail.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        text = payload.decode()
         assert "Sektor Lärande:" in text
         assert "Externt publicerade: 1" in text
         assert "Intern framförhållning (median): 2,0 timmar" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,7 +58,8 @@ def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
             assert len(due) == len(expected)  # each wake time answered once
             answered |= expected
             continue
-        key, wake_at, holds, escalated = step  # type: ignore[misc]
+        assert isinstance(step, tuple)
+        key, wake_at, holds, escalated = cast(tuple[bytes, datetime | None, Holds, int], step)
         escalated = min(escalated, len(holds))
         index.update(key, key.decode().partition(":")[0], wake_at, holds, escalated)
         escalated_of[key] = escalated

@@ -388,7 +388,9 @@ def test_no_external_release_before_the_delivered_notice_plus_lead_and_publish_a
             continue
         assert delivered_at is not None, "external release before any internal notice was delivered"
         assert order.released_at >= delivered_at + POLICY.internal_lead
-        assert order.released_at >= accepted[event_of[order.decision_id]].publish_at
+        event_id = event_of[order.decision_id]
+        assert event_id is not None
+        assert order.released_at >= accepted[event_id].publish_at
 
 
 @settings(max_examples=300, deadline=None)
@@ -436,6 +438,10 @@ def test_every_decision_is_audited_with_its_rule(steps: list[tuple[str, int, int
             assert (decision.tenant, decision.item_id) == ("lerum", "news-2026-001")
 
 
+def _external_reasons(gate: Gate) -> tuple[str, ...]:
+    return gate.state.held["external"].reasons
+
+
 def test_a_retracted_internal_notice_no_longer_counts_as_told() -> None:
     # CONTRACT 3.7: "känt och förankrat internt" fails once staff are told the
     # information is withdrawn; the external version waits for a newer notice.
@@ -445,7 +451,7 @@ def test_a_retracted_internal_notice_no_longer_counts_as_told() -> None:
         gate.feed(receipt, T0)
     later = T0 + timedelta(hours=1)
     gate.feed(Accepted("e1", _event(publish_at=later.isoformat())), T0)
-    assert gate.state.held["external"].reasons == ("awaiting_publish_at",)
+    assert _external_reasons(gate) == ("awaiting_publish_at",)
 
     retract = gate.feed(Accepted("r1", _event(internal=True, action="retract", channels=[])), T0)
     assert [(d.kind, d.audience) for d in retract.decisions] == [
@@ -454,7 +460,7 @@ def test_a_retracted_internal_notice_no_longer_counts_as_told() -> None:
     ]
     assert [(o.action, o.channels) for o in retract.releases] == [("retract", ["intranet"])]
     assert retract.releases[0].audience == "internal", "the released external is left alone"
-    assert gate.state.held["external"].reasons == (
+    assert _external_reasons(gate) == (
         "internal_notice_retracted",
         "awaiting_publish_at",
     )

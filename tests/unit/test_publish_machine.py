@@ -148,7 +148,7 @@ class World:
             retry_at = self.now + timedelta(seconds=5) if kind == "retry" else None
             self.topic.append(
                 Outcome(
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                     key=key,
                     attempts=1,
                     payload="{}",
