@@ -189,15 +189,24 @@ class HeldBoard:
     ) -> None:
         """One record of ``gate.held``, as the mirror reads it; one without a key or a
         time is not ours and is skipped."""
-        stamp = stamp_of(headers)
-        if key is None or stamp is None:
-            return
-        try:
-            rows = json.loads(value) if value is not None else []
-        except ValueError:
-            return
-        if isinstance(rows, list):
-            self.put(key, stamp, rows)
+        self.apply_many([(key, value, headers)])
+
+    def apply_many(
+        self, records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]]
+    ) -> None:
+        """Records of ``gate.held`` as the mirror fetched them, in one transaction."""
+        entries = []
+        for key, value, headers in records:
+            stamp = stamp_of(headers)
+            if key is None or stamp is None:
+                continue
+            try:
+                rows = json.loads(value) if value is not None else []
+            except ValueError:
+                continue
+            if isinstance(rows, list):
+                entries.append((key, stamp, rows))
+        self.put_many(entries)
 
     def get(self, key: bytes) -> list[Row]:
         """The item's held rows, one per held audience."""

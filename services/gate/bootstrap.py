@@ -96,7 +96,7 @@ def build(
     ).rstrip("/")
     # Every item held, whichever gate process owns it: gate.held, read whole by each.
     board = HeldBoard(settings.data_dir / "gate" / "held-board.sqlite3")
-    held_list = TopicMirror(settings, topics.HELD, board.apply)
+    held_list = TopicMirror(settings, topics.HELD, board.apply, board.apply_many)
     handler = GateHandler(
         policies=policies_of(deployment),
         rules=content_rules_of(deployment),

@@ -23,21 +23,29 @@ from prometheus_client.registry import Collector
 from services.runtime.kafka_security import KafkaSecurity
 from services.runtime.settings import Settings
 
-__all__ = ["TopicMirror", "register_mirrors"]
+__all__ = ["MirroredRecord", "TopicMirror", "register_mirrors"]
+
+#: A record as a mirror hands it on: key, value, headers.
+MirroredRecord = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
 class TopicMirror(mode.Service):
+    """*apply* takes each record; *apply_many*, when given, each fetched batch instead
+    (one transaction for many records, as the held board does at start)."""
+
     def __init__(
         self,
         settings: Settings,
         topic: str,
         apply: Callable[[bytes | None, bytes | None, Sequence[tuple[str, bytes]]], None],
+        apply_many: Callable[[Sequence[MirroredRecord]], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._settings = settings
         self.topic = topic
         self._apply = apply
+        self._apply_many = apply_many
         self._consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
         #: Records read since the start (gatekeeper_mirror_records_total).
@@ -81,8 +89,13 @@ class TopicMirror(mode.Service):
                     self._consumer = await self._open()
                 batches = await self._consumer.getmany(timeout_ms=200)
                 for records in batches.values():
-                    for record in records:
-                        self._apply(record.key, record.value, tuple(record.headers or ()))
+                    if self._apply_many is not None:
+                        self._apply_many(
+                            [(r.key, r.value, tuple(r.headers or ())) for r in records]
+                        )
+                    else:
+                        for record in records:
+                            self._apply(record.key, record.value, tuple(record.headers or ()))
                     self.records_read += len(records)
                 await self._check_caught_up(self._consumer)
             except asyncio.CancelledError:

@@ -3,6 +3,7 @@ is held or released between pages; filters and the count agree."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from services.gate.board import HeldBoard
 from services.gate.paging import BadCursor, page
+from services.runtime.stamps import stamp_header
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -159,3 +161,21 @@ def test_the_board_keeps_the_newest_record_of_an_item_and_forgets_what_left() ->
     assert board.count(["lerum"]) == 0
     assert board.reasons(["lerum"]) == []
     assert board.page(["lerum"]).rows == []
+
+
+def test_the_board_reads_a_fetched_batch_of_gate_held_records_at_once() -> None:
+    """A batch as the mirror fetches it: rows, a later tombstone, and records that are
+    not ours (no owner's time, not JSON) which change nothing."""
+    board = HeldBoard()
+    first, second = _row(1, 1, "Första"), _row(2, 2, "Andra")
+    board.apply_many(
+        [
+            (b"lerum:item-1", json.dumps([first]).encode(), [stamp_header(1.0)]),
+            (b"lerum:item-2", json.dumps([second]).encode(), [stamp_header(1.0)]),
+            (b"lerum:item-3", json.dumps([_row(3, 3)]).encode(), []),
+            (b"lerum:item-4", b"not json", [stamp_header(1.0)]),
+            (b"lerum:item-1", None, [stamp_header(2.0)]),
+        ]
+    )
+    assert [r["item_id"] for r in board.page(["lerum"]).rows] == ["item-2"]
+    assert board.count(["lerum"]) == 1
