@@ -22,12 +22,11 @@ from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook
 
 from schemas.events import AcceptedEvent, ContentEvent
+from services.gate.assembly import gate_handler
 from services.gate.content import ContentRule
 from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.state import ItemState
-from services.gate.telemetry import GateTelemetry
-from services.gate.tenants import content_rules_of, policies_of
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import Deployment
 from services.runtime.memory import DictModelTable, MemoryOutbox
@@ -425,17 +424,13 @@ def memory_gate(
 ) -> GateHandler:
     """The gate's handler on in-memory ports: the deployment's policies and (unless
     given) its content rules, always ready."""
-    return GateHandler(
-        policies=policies_of(deployment),
-        rules=content_rules_of(deployment) if rules is None else rules,
+    return gate_handler(
+        deployment,
         items=DictModelTable(ItemState),
         history=DictModelTable(History),
         outbox=outbox or MemoryOutbox(),
-        telemetry=GateTelemetry(
-            registry or CollectorRegistry(),
-            {n: t.policy.escalate_after for n, t in deployment.tenants.items()},
-        ),
+        registry=registry or CollectorRegistry(),
         clock=clock,
         ready=lambda: True,
-        status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
+        rules=rules,
     )

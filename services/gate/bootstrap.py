@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from schemas.events import Decision
 from services.gate import followup_api, operator_api
+from services.gate.assembly import gate_handler
 from services.gate.board import HeldBoard
 from services.gate.console import Console
 from services.gate.followup import FollowUp
@@ -40,8 +41,7 @@ from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
 from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
 from services.gate.state import ItemState
-from services.gate.telemetry import FollowUpCollector, GateTelemetry
-from services.gate.tenants import content_rules_of, policies_of
+from services.gate.telemetry import FollowUpCollector
 from services.runtime import topics
 from services.runtime.app import inbound, is_ready, make_app
 from services.runtime.batches import PartitionBatches
@@ -82,9 +82,6 @@ def build(
 ) -> Gate:
     app = make_app("gate", settings)
     registry.register(ConsumerLag(app))
-    telemetry = GateTelemetry(
-        registry, {name: t.policy.escalate_after for name, t in deployment.tenants.items()}
-    )
     inputs = app.topic(
         topics.ACCEPTED, topics.RECEIPTS, topics.GATE_COMMANDS, key_type=bytes, value_type=bytes
     )
@@ -97,20 +94,18 @@ def build(
     # Every item held, whichever gate process owns it: gate.held, read whole by each.
     board = HeldBoard(settings.data_dir / "gate" / "held-board.sqlite3")
     held_list = TopicMirror(settings, topics.HELD, board.apply, board.apply_many)
-    handler = GateHandler(
-        policies=policies_of(deployment),
-        rules=content_rules_of(deployment),
+    handler = gate_handler(
+        deployment,
         # Outputs and the tables' changelogs go out on one producer that batches.
         items=items or OutboxModelTable(table, ItemState, producer),
         history=history or OutboxModelTable(history_table, History, producer),
         outbox=outbox or producer,
-        telemetry=telemetry,
+        registry=registry,
         clock=clock,
         ready=lambda: is_ready(app),
         console_url=handler_console_url,
         index=HoldIndex(settings.data_dir / "gate" / "hold-index.sqlite3"),
         board=board,
-        status_tenants=frozenset(n for n, t in deployment.tenants.items() if t.status_webhook),
     )
 
     async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> Awaitable[None]:

@@ -17,14 +17,10 @@ import faust
 import mode
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from standardwebhooks import Webhook
 
 from services.ingest import door
-from services.ingest.door import EventDoor
-from services.ingest.normalize import TenantChannels
-from services.ingest.records import RecordHandler
+from services.ingest.assembly import ingest_handlers
 from services.ingest.seen import EverySeen
-from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.app import inbound, is_ready, make_app
 from services.runtime.config import Deployment
@@ -61,11 +57,6 @@ def build(
 ) -> Ingest:
     app = make_app("ingest", settings)
     registry.register(ConsumerLag(app))
-    telemetry = IngestTelemetry(registry, deployment.tenants)
-    channels: TenantChannels = {
-        name: {c.name: c.audience for c in tenant.channels}
-        for name, tenant in deployment.tenants.items()
-    }
     cms_events = app.topic(topics.CMS_EVENTS, key_type=bytes, value_type=bytes)
     mirror: TopicMirror | None = None
     if seen is None:
@@ -75,32 +66,28 @@ def build(
         mirror = TopicMirror(settings, changelog_topic_name(table), every.apply)
         seen = every
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
-    records = RecordHandler(
-        channels=channels, seen=seen, outbox=outbox, telemetry=telemetry, clock=clock
+    link = KafkaLink()
+    register_link_metric(registry, link)
+    handlers = ingest_handlers(
+        deployment,
+        seen=seen,
+        outbox=outbox,
+        registry=registry,
+        clock=clock,
+        ready=lambda: is_ready(app),
+        link=link,
     )
 
     @app.agent(cms_events)
     async def validate(stream: Any) -> None:
         async for event in stream.events():
-            await records.handle(inbound(event))
+            await handlers.records.handle(inbound(event))
 
     limit = deployment.ingest.max_body_bytes
-    link = KafkaLink()
-    register_link_metric(registry, link)
     web_app = base_app(
         registry, lambda: is_ready(app), client_max_size=limit + 1, unavailable=link.reason
     )
-    EventDoor(
-        verifiers={name: Webhook(deployment.secret(name)) for name in deployment.tenants},
-        channels=channels,
-        max_body_bytes=limit,
-        seen=seen,
-        outbox=outbox,
-        telemetry=telemetry,
-        clock=clock,
-        ready=lambda: is_ready(app),
-        link=link,
-    ).add_routes(web_app)
+    handlers.door.add_routes(web_app)
     add_openapi(
         web_app,
         document(

@@ -25,17 +25,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.publish import operator_api
-from services.publish.attempts import Attempts, Jitter
+from services.publish.assembly import publish_handler
 from services.publish.channels import Transports
 from services.publish.dead import DeadLetters
 from services.publish.delivery import Delivery
 from services.publish.handler import PublishHandler
 from services.publish.operator_api import OperatorApi
-from services.publish.telemetry import PublishTelemetry
 from services.publish.transports import transports_of
 from services.runtime import topics
 from services.runtime.app import inbound, is_ready, make_app
-from services.runtime.config import STATUS_CHANNEL, Deployment
+from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
 from services.runtime.metrics import ConsumerLag
@@ -72,13 +71,6 @@ def build(
 ) -> Publish:
     app = make_app("publish", settings)
     registry.register(ConsumerLag(app))
-    telemetry = PublishTelemetry(
-        registry,
-        {
-            name: [c.name for c in t.channels] + ([STATUS_CHANNEL] if t.status_webhook else [])
-            for name, t in deployment.tenants.items()
-        },
-    )
     inputs = app.topic(
         topics.RELEASES,
         topics.PUBLISH_OUTCOMES,
@@ -90,23 +82,16 @@ def build(
     table = bytes_table(app, "publish-deliveries", settings.partitions)
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
     transports = transports or transports_of(deployment, clock)
-    attempts = Attempts(
-        transports=transports,
-        outbox=outbox,
-        telemetry=telemetry,
-        clock=clock,
-        jitter=Jitter(),
-    )
     # Dead letters every publish process lists: publish.dead, read whole by each.
     dead = DeadLetters()
     letters = TopicMirror(settings, topics.DEAD, dead.apply)
     register_mirrors(registry, [letters])
-    handler = PublishHandler(
-        deployment=deployment,
+    handler = publish_handler(
+        deployment,
         records=records or FaustModelTable(table, Delivery),
         outbox=outbox,
-        attempts=attempts,
-        telemetry=telemetry,
+        transports=transports,
+        registry=registry,
         clock=clock,
         ready=lambda: is_ready(app),
         dead=dead,

@@ -101,6 +101,11 @@ class PublishHandler:
         self._dead = dead or DeadLetters()
         self._stamps = Stamps()
 
+    @property
+    def attempts(self) -> Attempts:
+        """The background attempt loops (a test waits for them to finish)."""
+        return self._attempts
+
     async def handle(self, record: InboundRecord) -> None:
         if record.value is None:
             return

@@ -23,9 +23,7 @@ from standardwebhooks import Webhook
 from schemas.events import AcceptedEvent, Recorded
 from services.gate.handler import GateHandler
 from services.gate.operator_api import OperatorApi
-from services.ingest.door import EventDoor
-from services.ingest.records import RecordHandler
-from services.ingest.telemetry import IngestTelemetry
+from services.ingest.assembly import ingest_handlers
 from services.runtime import topics
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
 from services.runtime.memory import DictTextTable, MemoryOutbox
@@ -50,27 +48,16 @@ class Ingest:
     def __init__(self) -> None:
         self.outbox = MemoryOutbox(on_send=self._consume)
         self.seen = DictTextTable()
-        telemetry = IngestTelemetry(CollectorRegistry(), DEPLOYMENT.tenants)
-        channels = {
-            n: {c.name: c.audience for c in t.channels} for n, t in DEPLOYMENT.tenants.items()
-        }
-        self.records = RecordHandler(
-            channels=channels,
+        handlers = ingest_handlers(
+            DEPLOYMENT,
             seen=self.seen,
             outbox=self.outbox,
-            telemetry=telemetry,
-            clock=lambda: datetime.now(UTC),
-        )
-        self.door = EventDoor(
-            verifiers={n: Webhook(DEPLOYMENT.secret(n)) for n in DEPLOYMENT.tenants},
-            channels=channels,
-            max_body_bytes=DEPLOYMENT.ingest.max_body_bytes,
-            seen=self.seen,
-            outbox=self.outbox,
-            telemetry=telemetry,
+            registry=CollectorRegistry(),
             clock=lambda: datetime.now(UTC),
             ready=lambda: True,
         )
+        self.records = handlers.records
+        self.door = handlers.door
         self.offset = 0
 
     async def _consume(self, records: Sequence[OutboundRecord]) -> None:

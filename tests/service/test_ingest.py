@@ -10,11 +10,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
-from standardwebhooks import Webhook
 
+from services.ingest.assembly import IngestHandlers, ingest_handlers
 from services.ingest.door import EventDoor
 from services.ingest.records import RecordHandler
-from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.memory import DictTextTable, MemoryOutbox
@@ -24,31 +23,23 @@ from tests.harness import sign
 from tests.service.conftest import FakeClock
 
 
-def _channels(deployment: Deployment) -> dict[str, dict[str, str]]:
-    return {n: {c.name: c.audience for c in t.channels} for n, t in deployment.tenants.items()}
-
-
-def _door(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> EventDoor:
-    return EventDoor(
-        verifiers={n: Webhook(deployment.secret(n)) for n in deployment.tenants},
-        channels=_channels(deployment),
-        max_body_bytes=deployment.ingest.max_body_bytes,
+def _handlers(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> IngestHandlers:
+    return ingest_handlers(
+        deployment,
         seen=DictTextTable(),
         outbox=outbox,
-        telemetry=IngestTelemetry(CollectorRegistry(), deployment.tenants),
+        registry=CollectorRegistry(),
         clock=clock,
         ready=lambda: True,
     )
 
 
+def _door(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> EventDoor:
+    return _handlers(deployment, outbox, clock).door
+
+
 def _records(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> RecordHandler:
-    return RecordHandler(
-        channels=_channels(deployment),
-        seen=DictTextTable(),
-        outbox=outbox,
-        telemetry=IngestTelemetry(CollectorRegistry(), deployment.tenants),
-        clock=clock,
-    )
+    return _handlers(deployment, outbox, clock).records
 
 
 async def test_two_identical_webhooks_at_the_same_moment_are_written_once(

@@ -19,13 +19,11 @@ from schemas.events import (
     ReleaseOrder,
     Sender,
 )
-from services.publish.attempts import Attempts, Jitter
+from services.publish.assembly import publish_handler
 from services.publish.channels import DeliveryFailed, Transports
 from services.publish.delivery import Delivery
-from services.publish.handler import PublishHandler
 from services.publish.operator_api import OperatorApi
 from services.publish.retry import RetryPolicy
-from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
 from services.runtime.config import Deployment, Notifications, StatusWebhook
 from services.runtime.memory import DictModelTable, MemoryOutbox
@@ -76,10 +74,10 @@ class Publish:
         self.outbox = MemoryOutbox(on_send=self._loop_back)
         self.records = records or DictModelTable(Delivery)
         self.registry = CollectorRegistry()
-        telemetry = PublishTelemetry(
-            self.registry, {n: [c.name for c in t.channels] for n, t in deployment.tenants.items()}
-        )
-        self.attempts = Attempts(
+        self.handler = publish_handler(
+            deployment,
+            records=self.records,
+            outbox=self.outbox,
             transports=transports
             or Transports(
                 {
@@ -88,20 +86,11 @@ class Publish:
                     ("lerum", "cms-status"): status or FakeTransport(),
                 }
             ),
-            outbox=self.outbox,
-            telemetry=telemetry,
-            clock=clock,
-            jitter=Jitter(),
-        )
-        self.handler = PublishHandler(
-            deployment=deployment,
-            records=self.records,
-            outbox=self.outbox,
-            attempts=self.attempts,
-            telemetry=telemetry,
+            registry=self.registry,
             clock=clock,
             ready=lambda: True,
         )
+        self.attempts = self.handler.attempts
 
     async def _loop_back(self, records: Sequence[OutboundRecord]) -> None:
         for record in records:
