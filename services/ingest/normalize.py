@@ -18,7 +18,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import PRESS_CHANNEL, ContentEvent, Decision, ItemId
 from services.runtime.audit import AUDIT_NAMESPACE
-from services.runtime.keys import ItemKey
 
 __all__ = [
     "FieldError",
@@ -26,7 +25,6 @@ __all__ = [
     "TenantChannels",
     "check_event",
     "rejection",
-    "split_key",
 ]
 
 #: tenant name -> channel name -> "internal" | "external"
@@ -61,12 +59,6 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 def _problem(message: str) -> str:
     return message.removeprefix("Value error, ")
-
-
-def split_key(key: bytes | None) -> tuple[str, str] | None:
-    """``b"lerum:news-1"`` -> ``("lerum", "news-1")``; None when the key is not of that form."""
-    parsed = ItemKey.parse(key)
-    return (parsed.tenant, parsed.item_id) if parsed else None
 
 
 def _context_errors(

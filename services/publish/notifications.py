@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from schemas.events import FollowUpReport, Notification, ReleaseOrder, Sender
 from services.runtime.swedish import month_name
 
-__all__ = ["REPORT_CHANNEL", "channel_of", "is_notification_channel", "order_for", "report_order"]
+__all__ = ["REPORT_CHANNEL", "channel_of", "order_for", "report_order"]
 
 _PREFIX = "notify-"
 #: The monthly follow-up e-mail's channel.
@@ -25,10 +25,6 @@ _ZONE = ZoneInfo("Europe/Stockholm")
 
 def channel_of(kind: str) -> str:
     return f"{_PREFIX}{kind}"
-
-
-def is_notification_channel(channel: str) -> bool:
-    return channel.startswith(_PREFIX)
 
 
 def _when(at: datetime) -> str:

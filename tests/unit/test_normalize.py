@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from schemas import ContentEvent
-from services.ingest.normalize import Invalid, check_event, split_key
+from services.ingest.normalize import Invalid, check_event
+from services.runtime.keys import ItemKey
 from tests.conftest import content_event
 
 TENANTS = {
@@ -89,12 +90,12 @@ def test_kafka_key_decides_tenant_and_item() -> None:
     assert isinstance(_check(content_event(tenant="ale"), tenant=None), ContentEvent)
 
 
-def test_split_key() -> None:
-    assert split_key(b"lerum:news:1") == ("lerum", "news:1")
-    assert split_key(b"lerum") is None
-    assert split_key(b":x") is None
-    assert split_key(None) is None
-    assert split_key(b"\xff:x") is None
+def test_a_record_key_names_tenant_and_item_or_nothing() -> None:
+    assert ItemKey.parse(b"lerum:news:1") == ItemKey("lerum", "news:1")
+    assert ItemKey.parse(b"lerum") is None
+    assert ItemKey.parse(b":x") is None
+    assert ItemKey.parse(None) is None
+    assert ItemKey.parse(b"\xff:x") is None
 
 
 def test_pointer_is_a_json_pointer() -> None:
