@@ -160,7 +160,6 @@ def build(
 
     console = Console(
         handler,
-        api,
         operators,
         deployment.tenants,
         clock,

@@ -31,7 +31,6 @@ from services.gate.console_followup import FollowUpPages
 from services.gate.followup import FollowUp
 from services.gate.handler import GateHandler
 from services.gate.oidc import LoginRefused, LoginStart, OidcClient
-from services.gate.operator_api import OperatorApi
 from services.gate.sessions import Caller, Principal, Session, Sessions
 from services.gate.sso import identity_of
 from services.runtime.keys import ItemKey, from_segment, path_segment
@@ -83,7 +82,6 @@ class Console:
     def __init__(
         self,
         handler: GateHandler,
-        api: OperatorApi,
         operators: OperatorDirectory,
         tenants: Collection[str],
         clock: Clock,
@@ -102,7 +100,6 @@ class Console:
             followup_ready,
         )
         self._handler = handler
-        self._api = api
         self._operators = operators
         self._tenants = tenants
         self._clock = clock
@@ -439,7 +436,7 @@ class Console:
             raise web.HTTPForbidden(text="Du har läsbehörighet och kan inte fatta beslut.")
         if not isinstance(reason, str) or not reason.strip():
             return self._item_page(request, session, key, "Skriv ett skäl till beslutet.")
-        status, request_id = await self._api.decide(
+        status, request_id = await self._handler.request(
             key, reason.strip(), session.identity, release=release
         )
         if request_id is None:

@@ -45,6 +45,7 @@ from services.gate.written import Written
 from services.runtime import topics
 from services.runtime.audit import acceptance
 from services.runtime.keys import ItemKey
+from services.runtime.operators import Identity
 from services.runtime.ports import Clock, InboundRecord, ModelTable, OutboundRecord, Outbox
 from services.runtime.stamps import Stamps, stamp_header
 
@@ -358,17 +359,28 @@ class GateHandler:
     def history(self, key: ItemKey) -> History:
         return self._history.get(key.encode()) or History()
 
-    async def request_release(
-        self, key: ItemKey, reason: str, operator: str, email: str | None = None
-    ) -> str | None:
-        """Ask for a manual release of what *key* holds; its request id, None if nothing is."""
-        return await self._request(key, reason, operator, email, release=True)
+    async def request(
+        self, key: ItemKey, reason: str, person: Identity, *, release: bool, wait_s: float = 5.0
+    ) -> tuple[str, str | None]:
+        """A person asks to release what *key* holds (a manual release, decision
+        ``overridden``) or to stop it (decision ``rejected_by_operator``), and waits up
+        to *wait_s* for the owning gate process to decide it. ``(status, request id)``:
+        "released"/"rejected" once decided, "requested" while not yet, "not_held" (id
+        None) when nothing is held."""
+        request_id = await self._request(key, reason, person.name, person.email, release=release)
+        if request_id is None:
+            return "not_held", None
+        done = "released" if release else "rejected"
+        return (done if await self._left_held(key, wait_s) else "requested"), request_id
 
-    async def request_reject(
-        self, key: ItemKey, reason: str, operator: str, email: str | None = None
-    ) -> str | None:
-        """Ask that what *key* holds is not published; its request id, None if nothing is."""
-        return await self._request(key, reason, operator, email, release=False)
+    async def _left_held(self, key: ItemKey, wait_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self._board.get(key.encode()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _request(
         self, key: ItemKey, reason: str, operator: str, email: str | None, *, release: bool

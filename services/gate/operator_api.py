@@ -8,7 +8,6 @@ viewer may look but not act (403). Nothing changes on a refusal.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
@@ -20,7 +19,7 @@ from services.gate.board import api_row
 from services.gate.handler import GateHandler
 from services.runtime.keys import ItemKey, from_segment
 from services.runtime.openapi import NO_KEY, THROTTLED, Answer, Operation, Param
-from services.runtime.operators import Identity, OperatorDirectory
+from services.runtime.operators import OperatorDirectory
 from services.runtime.web import (
     bad_query,
     forbidden,
@@ -211,7 +210,9 @@ class OperatorApi:
         reason = await _reason(request)
         if reason is None:
             return _reason_required(request, "release" if release else "rejection")
-        status, request_id = await self.decide(key, reason, who, release=release)
+        status, request_id = await self._handler.request(
+            key, reason, who, release=release, wait_s=self.wait_seconds
+        )
         if request_id is None:
             return _not_found(request, key.tenant, key.item_id)
         answer = {
@@ -222,32 +223,6 @@ class OperatorApi:
             "operator": who.name,
         }
         return web.json_response(answer, status=202 if status == "requested" else 200)
-
-    async def decide(
-        self, key: ItemKey, reason: str, who: Identity, *, release: bool
-    ) -> tuple[str, str | None]:
-        """Ask the gate to release or reject; ``(status, request id)``, the id None when
-        nothing is held. The status is "released"/"rejected" once the gate decided it,
-        "requested" while it has not yet."""
-        if release:
-            request_id = await self._handler.request_release(key, reason, who.name, who.email)
-        else:
-            request_id = await self._handler.request_reject(key, reason, who.name, who.email)
-        if request_id is None:
-            return "not_held", None
-        done = "released" if release else "rejected"
-        return (done if await self._decided(key) else "requested"), request_id
-
-    async def _decided(self, key: ItemKey) -> bool:
-        """Wait a little for the gate's agent to decide what it was sent."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait_seconds
-        while True:
-            if not self._handler.board.get(key.encode()):
-                return True
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
 
 
 async def _reason(request: web.Request) -> str | None:

@@ -226,9 +226,7 @@ def _console(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Applic
     app = web.Application()
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     api.add_routes(app)
-    Console(gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(
-        app
-    )
+    Console(gate.handler, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(app)
     return app
 
 
@@ -498,9 +496,8 @@ async def test_the_follow_up_page_shows_a_month_or_a_period_per_unit(
 
     followup = FollowUp().add_all([released(1, 9), released(2, 9), released(3, 10)])
     app = web.Application()
-    api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     Console(
-        gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions(), None,
+        gate.handler, OPERATORS, deployment.tenants, clock, memory_sessions(), None,
         followup=followup,
     ).add_routes(app)  # fmt: skip
     async with TestClient(TestServer(app)) as client:

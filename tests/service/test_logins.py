@@ -30,9 +30,7 @@ def _app(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Applicatio
     app = base_app(CollectorRegistry(), lambda: True, guard=guard)
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     api.add_routes(app)
-    Console(gate.handler, api, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(
-        app
-    )
+    Console(gate.handler, OPERATORS, deployment.tenants, clock, memory_sessions()).add_routes(app)
     return app
 
 
