@@ -251,11 +251,12 @@ def _retract_internal(
         )
     held = {a: h for a, h in state.held.items() if not (a == "internal" and cancelled)}
     v = event.version
-    # Every internal version staff were sent or are waiting for is withdrawn; not
-    # ``latest``, which an external retract raises for both audiences without any
-    # internal notice, so a notice that came after would count as withdrawn too.
-    held_internal = internal.event.version if internal is not None else 0
-    retracted = max(state.internal_retracted, v, state.released.get("internal", 0), held_internal)
+    # This version and every internal version staff were sent are withdrawn. A held
+    # version newer than the retract is a newer notice: once delivered, staff are
+    # told again. Not ``latest``, which an external retract raises for both
+    # audiences without any internal notice, so a notice that came after would
+    # count as withdrawn too.
+    retracted = max(state.internal_retracted, v, state.released.get("internal", 0))
     state = state.model_copy(
         update={
             "held": held,

@@ -305,7 +305,8 @@ class World:
     #: when staff were told: the first delivered internal notice newer than every
     #: internal version retracted (a retract makes the item untold again)
     internal_delivered_at: datetime | None = None
-    internal_seen: int = 0
+    #: the newest internal version sent to staff
+    internal_sent: int = 0
     internal_retracted: int = 0
     accepted: list[Accepted] = field(default_factory=list)
     releases: list[tuple[ReleaseOrder, datetime | None]] = field(default_factory=list)
@@ -315,6 +316,8 @@ class World:
         effects = self.gate.feed(inp, self.now)
         for order in effects.releases:
             self.releases.append((order, self.internal_delivered_at))
+            if order.audience == "internal" and order.action == "publish":
+                self.internal_sent = max(self.internal_sent, order.version)
         self.outbox.extend(effects.releases)
 
     def deliver_one(self, duplicate: bool) -> None:
@@ -355,14 +358,13 @@ def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
             )
             accepted = Accepted(f"ev{n}", event)
             world.accepted.append(accepted)
-            if op == "internal":
-                world.internal_seen = max(world.internal_seen, a)
             world.feed(accepted)
         elif op == "retract":
             event = _event(internal=flag, version=a, action="retract", channels=[])
-            if flag:  # staff told it is withdrawn: not told any more (CONTRACT 3.7)
-                world.internal_seen = max(world.internal_seen, a)
-                world.internal_retracted = max(world.internal_retracted, world.internal_seen)
+            if flag:
+                # Staff are told it is withdrawn (CONTRACT 3.7): this version and every
+                # one they were sent no longer count; only a newer one tells them again.
+                world.internal_retracted = max(world.internal_retracted, a, world.internal_sent)
                 world.internal_delivered_at = None
             world.feed(Accepted(f"ev{n}", event))
         elif op == "deliver":
@@ -436,6 +438,23 @@ def test_every_decision_is_audited_with_its_rule(steps: list[tuple[str, int, int
             assert decision.rule
             assert decision.reason
             assert (decision.tenant, decision.item_id) == ("lerum", "news-2026-001")
+
+
+def test_a_notice_newer_than_the_retract_tells_staff_again_once_delivered() -> None:
+    # CONTRACT 3.7: "until a newer internal notice of the item is delivered". Version 2
+    # waits for its publication time when the CMS retracts version 1: version 2 is
+    # the newer notice, and once delivered the external version may go.
+    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    later = T0 + timedelta(minutes=30)
+    gate.feed(Accepted("i2", _event(internal=True, version=2, publish_at=later.isoformat())), T0)
+    gate.feed(Accepted("r1", _event(internal=True, version=1, action="retract", channels=[])), T0)
+    gate.feed(Accepted("e2", _event(version=2, publish_at=later.isoformat())), T0)
+    [notice] = gate.feed(TICK, later).releases
+    assert (notice.audience, notice.version) == ("internal", 2)
+    released: list[ReleaseOrder] = []
+    for receipt in _receipts(notice, later):
+        released += gate.feed(receipt, later).releases
+    assert [(o.audience, o.version) for o in released] == [("external", 2)]
 
 
 def _external_reasons(gate: Gate) -> tuple[str, ...]:
