@@ -200,7 +200,8 @@ def test_prometheus_rule_carries_the_tested_alerts(
     for alert in rule["spec"]["groups"][0]["rules"]:
         anchor = alert["alert"].lower()
         assert alert["annotations"]["runbook_url"] == f"{runbook}#{anchor}"
-        assert f"### {alert['alert']}" in (ROOT / "README.md").read_text(), "its section exists"
+        runbooks = (ROOT / "docs" / "operations.md").read_text()
+        assert f"### {alert['alert']}" in runbooks, "its section in the runbooks exists"
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: scripts/test installs Debian's prometheus package"
     path = tmp_path / "rules.yaml"
