@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests import properties  # noqa: F401  (loads the example counts for every tier)
+
 LERUM_SECRET = "whsec_" + base64.b64encode(b"lerum-test-secret-0123456789abcd").decode()
 ALE_SECRET = "whsec_" + base64.b64encode(b"ale-test-secret-0123456789abcdef").decode()
 #: What gatekeeper signs its outbound webhooks with: never the CMS's secret.

@@ -17,6 +17,7 @@ from services.gate.content import ContentRule, check, lix
 from services.gate.tenants import content_rules_of
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from tests.conftest import SECRETS_ENV, content_event
+from tests.properties import examples
 
 CORPUS = yaml.safe_load(
     (Path(__file__).parents[1] / "fixtures" / "content_corpus.yaml").read_text()
@@ -174,7 +175,7 @@ def _with(field: str, text: str) -> ContentEvent:
 PNR = ContentRule("personal_identity_number", "block")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(identity_numbers(), st.sampled_from(FIELDS))
 def test_a_valid_identity_number_is_found_in_any_field(number: str, field: str) -> None:
     found = check(_with(field, number), [PNR])
@@ -193,7 +194,7 @@ ordinary_numbers = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(ordinary_numbers, st.sampled_from(FIELDS))
 def test_phone_numbers_postcodes_dates_and_amounts_are_not_identity_numbers(
     text: str, field: str
@@ -201,7 +202,7 @@ def test_phone_numbers_postcodes_dates_and_amounts_are_not_identity_numbers(
     assert check(_with(field, text), [PNR]) == ()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(identity_numbers())
 def test_a_number_with_a_wrong_check_digit_is_not_an_identity_number(number: str) -> None:
     wrong = number[:-1] + str((int(number[-1]) + 1) % 10)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.events import ContentFinding, Decision
 from services.gate.followup import FollowUp, to_csv
+from tests.properties import examples
 
 START = datetime(2026, 8, 31, 21, 30, tzinfo=UTC)  # already September in Stockholm
 ZONE = ZoneInfo("Europe/Stockholm")
@@ -125,7 +126,7 @@ def _expected(history: list[Decision], tenant: str, months: set[str], unit: str)
     }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(histories())
 def test_every_figure_is_what_the_history_says(history: list[Decision]) -> None:
     followup = FollowUp().add_all(history)

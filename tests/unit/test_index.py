@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.gate.index import HoldIndex, Holds
+from tests.properties import examples
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 REASONS = ("awaiting_internal_notice", "awaiting_internal_lead", "awaiting_publish_at")
@@ -38,7 +39,7 @@ def _walk_counts(items: dict[bytes, Holds]) -> dict[tuple[str, str], int]:
     return dict(counts)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_step, max_size=40))
 def test_index_agrees_with_a_walk_over_every_item(steps: list[object]) -> None:
     index = HoldIndex()
@@ -113,7 +114,7 @@ def test_a_wake_time_set_cleared_and_set_again_is_answered_once() -> None:
     assert index.due(T0) == [(b"lerum:a", T0)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.lists(_write, max_size=6), max_size=6), _minutes)
 def test_writes_in_batches_answer_as_the_same_writes_one_at_a_time(
     batches: list[list[tuple[bytes, datetime | None, Holds, int]]], now: datetime

@@ -29,6 +29,7 @@ from services.gate.state import (
     Receipt,
 )
 from tests.conftest import content_event, internal_notice
+from tests.properties import examples
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 POLICY = GatePolicy(
@@ -377,7 +378,7 @@ def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
     return world
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(ops, max_size=40))
 def test_no_external_release_before_the_delivered_notice_plus_lead_and_publish_at(
     steps: list[tuple[str, int, int, bool]],
@@ -395,7 +396,7 @@ def test_no_external_release_before_the_delivered_notice_plus_lead_and_publish_a
         assert order.released_at >= accepted[event_id].publish_at
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(ops, max_size=40), st.booleans())
 def test_nothing_is_released_twice(steps: list[tuple[str, int, int, bool]], crisis: bool) -> None:
     world = _run(steps, crisis_lane=crisis)
@@ -403,7 +404,7 @@ def test_nothing_is_released_twice(steps: list[tuple[str, int, int, bool]], cris
     assert len(published) == len(set(published))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(ops, max_size=40))
 def test_every_external_request_goes_out_once_its_notice_is_delivered_and_nothing_without(
     steps: list[tuple[str, int, int, bool]],
@@ -427,7 +428,7 @@ def test_every_external_request_goes_out_once_its_notice_is_delivered_and_nothin
         assert held.reasons
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(ops, max_size=30))
 def test_every_decision_is_audited_with_its_rule(steps: list[tuple[str, int, int, bool]]) -> None:
     world = _run(steps, crisis_lane=True)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from services.gate.board import HeldBoard
 from services.gate.paging import BadCursor, page
 from services.runtime.stamps import stamp_header
+from tests.properties import examples
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def _row(n: int, minute: int, title: str = "Nyhet", reasons: tuple[str, ...] = (
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.integers(0, 30), min_size=0, max_size=40),
     st.integers(1, 7),
@@ -117,7 +118,7 @@ def _items(draw: st.DrawFn) -> dict[bytes, list[dict[str, Any]]]:
     return items
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     _items(),
     st.lists(st.sampled_from(_TENANTS), min_size=1, max_size=2, unique=True),

@@ -24,6 +24,7 @@ from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from services.runtime.identity_numbers import contains_identity_number, mask_identity_numbers
 from services.runtime.logs import configure_logging
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
+from tests.properties import examples
 from tests.service.conftest import FakeClock
 from tests.service.test_gate import Gate, _hold
 from tests.unit.test_content import identity_numbers
@@ -83,7 +84,9 @@ def _gate(clock: FakeClock) -> Gate:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(identity_numbers(), st.sampled_from(PLACES), st.sampled_from(["external", "internal"]))
 def test_nothing_the_gate_writes_repeats_an_identity_number(

@@ -24,6 +24,7 @@ from services.publish.machine import (
     WriteToTopic,
     step,
 )
+from tests.properties import examples
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 #: channel -> topic; None: attempted in the background (a webhook)
@@ -215,7 +216,7 @@ def _run(plan: list[tuple[str, int, object]]) -> World:
     return world
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(steps)
 def test_each_delivery_is_sent_at_most_once_across_duplicates_outcomes_and_restarts(
     plan: list[tuple[str, int, object]],
@@ -226,7 +227,7 @@ def test_each_delivery_is_sent_at_most_once_across_duplicates_outcomes_and_resta
     assert all(n == 1 for n in world.written.values()), world.written
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(steps)
 def test_every_order_ends_delivered_or_dead_never_both(
     plan: list[tuple[str, int, object]],
