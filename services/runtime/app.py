@@ -81,12 +81,18 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
         # short; heartbeats come from the consumer's own thread, every 0.3 s. A
         # member is let go only after two minutes without a fetch: one slow to
         # drain a backlog (a million held items at start) is not one that hangs.
+        # A group timing set in the environment wins (several replicas of a
+        # service on this broker want longer joins).
         short_fetch_wait(20)
-        conf |= {
-            "broker_max_poll_interval": 120.0,
-            "broker_rebalance_timeout": 1.0,
-            "broker_session_timeout": 2.0,
-            "broker_heartbeat_interval": 0.3,
+        given = settings.model_fields_set
+        conf |= {"broker_max_poll_interval": 120.0} | {
+            option: value
+            for option, field, value in (
+                ("broker_rebalance_timeout", "kafka_rebalance_timeout", 1.0),
+                ("broker_session_timeout", "kafka_session_timeout", 2.0),
+                ("broker_heartbeat_interval", "kafka_heartbeat_interval", 0.3),
+            )
+            if field not in given
         }
     conf |= overrides
     return faust.App(f"gatekeeper-{service}", **conf)

@@ -125,3 +125,24 @@ async def test_a_store_write_without_changelog_sends_nothing_where_faust_s_own_s
 def test_no_current_event_means_no_changelog_partition() -> None:
     with pytest.raises(RuntimeError, match="while an input is being handled"):
         contextvars.Context().run(faust_compat.current_event_partition)
+
+
+def test_on_the_embedded_broker_a_group_timing_set_in_the_environment_wins() -> None:
+    """The embedded mode's short group timings are defaults: several replicas of a
+    service on that broker need longer joins, and say so in the environment."""
+    short = make_app(
+        "compat", Settings(kafka_bootstrap_servers="127.0.0.1:1", embedded_broker=True)
+    )
+    assert (short.conf.broker_session_timeout, short.conf.broker_rebalance_timeout) == (2.0, 1.0)
+    longer = make_app(
+        "compat",
+        Settings(
+            kafka_bootstrap_servers="127.0.0.1:1",
+            embedded_broker=True,
+            kafka_session_timeout=4.0,
+            kafka_rebalance_timeout=4.0,
+            kafka_heartbeat_interval=1.0,
+        ),
+    )
+    assert (longer.conf.broker_session_timeout, longer.conf.broker_rebalance_timeout) == (4.0, 4.0)
+    assert longer.conf.broker_heartbeat_interval == 1.0
