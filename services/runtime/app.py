@@ -20,6 +20,7 @@ from services.runtime.faust_compat import (
     check_version,
     exact_log_ends,
     is_ready,
+    no_gap_acks,
     short_fetch_wait,
     stop_within,
     without_spinner,
@@ -73,6 +74,8 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
     # offset + 1 (the embedded one does), and the changelogs go out in batches.
     # This concerns correctness, so it holds whatever the broker.
     exact_log_ends(settings.kafka_bootstrap_servers, security.client_kwargs())
+    # Nothing is committed that no agent handled, whatever the broker.
+    no_gap_acks()
     if settings.embedded_broker:
         # What follows is about speed alone. Each fetch waits 20 ms at most for
         # data (a floor under every hop's latency on that broker). A join there

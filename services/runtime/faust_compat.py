@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import structlog
 from faust.streams import _current_event
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "keep_changelog_offset",
     "kept_offsets",
     "log_ends",
+    "no_gap_acks",
     "set_current_event",
     "short_fetch_wait",
     "stop_within",
@@ -130,6 +132,64 @@ def exact_log_ends(bootstrap: str, client: Mapping[str, Any], timeout: float = 1
 
     highwaters._gatekeeper = True  # type: ignore[attr-defined]
     driver.AIOKafkaConsumerThread._highwaters = highwaters  # type: ignore[method-assign,assignment]
+
+
+def no_gap_acks() -> None:
+    """Never count as handled an offset the consumer skipped over; read it again.
+
+    faust's fetch loop, given a record more than one offset past the last it
+    read, records the offsets between as a "gap" and later commits past them as
+    if they had been handled: meant for compacted or transactional logs, which
+    have holes. gatekeeper's agents read neither kind, so on their inputs a gap
+    means records were passed over: a fetch cut short by a rebalance drops the
+    records it had not handed out, and the consumer's position is past them.
+    Counted as handled, those would be committed unread, an accepted event never
+    decided. Here a gap is logged (``consumer.offset_gap``) and not
+    acknowledged, and the consumer goes back, as faust does after a rebalance:
+    streams pause and drop what they had not started, every partition is sought
+    to its committed offset, and streams resume. What is read twice is decided
+    once (the gate keeps the events it decided). Patches ``Consumer._add_gap``,
+    once.
+    """
+    import faust.transport.consumer as consumer
+
+    if getattr(consumer.Consumer._add_gap, "_gatekeeper", False):
+        return
+
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        structlog.get_logger("gatekeeper").warning(
+            "consumer.offset_gap",
+            topic=tp.topic,
+            partition=tp.partition,
+            offsets=f"{offset_from}-{offset_to}",
+        )
+        if not getattr(self, "_gatekeeper_rereading", False):
+            self._gatekeeper_rereading = True
+            _rereads.add(asyncio.ensure_future(_read_again(self)))
+
+    add_gap._gatekeeper = True  # type: ignore[attr-defined]
+    consumer.Consumer._add_gap = add_gap  # type: ignore[method-assign]
+
+
+#: The re-reads under way (a task is kept until it is done).
+_rereads: set[asyncio.Future[None]] = set()
+
+
+async def _read_again(consumer: Any) -> None:
+    """Pause the streams, seek every partition to its committed offset, resume."""
+    app = consumer.app
+    try:
+        app.flow_control.suspend()
+        consumer.stop_flow()
+        app.flow_control.clear()
+        await asyncio.sleep(0)
+        await consumer.perform_seek()
+    finally:
+        app.flow_control.resume()
+        consumer.resume_flow()
+        consumer._gatekeeper_rereading = False
+        for task in [t for t in _rereads if t.done()]:
+            _rereads.discard(task)
 
 
 async def fetched_ends(

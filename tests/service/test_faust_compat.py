@@ -6,8 +6,10 @@ before a service misbehaves quietly.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
@@ -15,8 +17,10 @@ import faust.tables.recovery
 import faust.transport.consumer
 import faust.transport.drivers.aiokafka as driver
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer
 from faust.streams import current_event
+from faust.types import TP
 
 from services.runtime import faust_compat
 from services.runtime.app import make_app
@@ -146,3 +150,63 @@ def test_on_the_embedded_broker_a_group_timing_set_in_the_environment_wins() -> 
     )
     assert (longer.conf.broker_session_timeout, longer.conf.broker_rebalance_timeout) == (4.0, 4.0)
     assert longer.conf.broker_heartbeat_interval == 1.0
+
+
+class _Flow:
+    def __init__(self, steps: list[str], name: str) -> None:
+        self.steps, self.name = steps, name
+
+    def suspend(self) -> None:
+        self.steps.append(f"{self.name} suspended")
+
+    def clear(self) -> None:
+        self.steps.append(f"{self.name} cleared")
+
+    def resume(self) -> None:
+        self.steps.append(f"{self.name} resumed")
+
+
+def test_offsets_skipped_over_are_never_counted_as_handled_but_read_again() -> None:
+    """faust's fetch loop marks offsets it skipped as a gap and commits past them; on
+    gatekeeper's inputs that would commit records no agent handled. The gap is
+    logged, nothing in it is acknowledged, and the consumer goes back to its
+    committed offsets, streams paused meanwhile."""
+    from faust.transport.consumer import Consumer
+
+    _app()  # installs the patch
+    assert "self._add_gap(" in inspect.getsource(Consumer._drain_messages), "still the hook"
+    steps: list[str] = []
+
+    async def perform_seek() -> None:
+        steps.append("sought to the committed offsets")
+
+    async def gap() -> None:
+        resumed = asyncio.Event()
+
+        def resume_flow() -> None:
+            steps.append("fetching resumed")
+            resumed.set()
+
+        consumer.resume_flow = resume_flow
+        await Consumer._add_gap(cast(Any, consumer), TP("cms.accepted", 0), 459, 473)
+        await asyncio.wait_for(resumed.wait(), 5)
+
+    consumer = SimpleNamespace(
+        _gap={},
+        app=SimpleNamespace(flow_control=_Flow(steps, "streams")),
+        stop_flow=lambda: steps.append("fetching stopped"),
+        perform_seek=perform_seek,
+    )
+
+    with structlog.testing.capture_logs() as logged:
+        asyncio.run(gap())
+    assert consumer._gap == {}, "nothing in the gap is taken as handled"
+    assert [(e["event"], e["offsets"]) for e in logged] == [("consumer.offset_gap", "459-473")]
+    assert steps == [
+        "streams suspended",
+        "fetching stopped",
+        "streams cleared",
+        "sought to the committed offsets",
+        "streams resumed",
+        "fetching resumed",
+    ]
