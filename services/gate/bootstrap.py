@@ -58,11 +58,11 @@ from services.runtime.settings import Settings
 from services.runtime.tables import OutboxModelTable, bytes_table
 from services.runtime.web import LoginGuard, WebService, base_app
 
-__all__ = ["Gate", "build"]
+__all__ = ["GateService", "build"]
 
 
 @dataclass
-class Gate:
+class GateService:
     app: faust.App
     services: Sequence[mode.ServiceT]
     web_app: web.Application
@@ -79,7 +79,7 @@ def build(
     outbox: Outbox | None = None,
     items: ModelTable[ItemState] | None = None,
     history: ModelTable[History] | None = None,
-) -> Gate:
+) -> GateService:
     app = make_app("gate", settings)
     registry.register(ConsumerLag(app))
     inputs = app.topic(
@@ -112,12 +112,12 @@ def build(
         return await handler.decide_batch([inbound(e) for e in events], enter)
 
     # One item's inputs are decided in order; partitions side by side, in batches.
-    lanes = PartitionBatches(app, decide)
+    batches = PartitionBatches(app, decide)
 
     @app.agent(inputs)
     async def gate(stream: Any) -> None:
         async for event in stream.noack().events():
-            await lanes.feed(event)
+            await batches.feed(event)
 
     operators = operators or operators_from(settings)
     link = KafkaLink()
@@ -186,7 +186,7 @@ def build(
     probe = KafkaProbe(settings, link)
     register_mirrors(registry, [mirror, trail, held_list])
     services = [web_service, producer, probe, mirror, trail, held_list]
-    return Gate(app=app, services=services, web_app=web_app, handler=handler)
+    return GateService(app=app, services=services, web_app=web_app, handler=handler)
 
 
 def _follow(followup: FollowUp, value: bytes | None) -> None:

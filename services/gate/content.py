@@ -49,9 +49,10 @@ class Spokesperson:
 
 @dataclass(frozen=True)
 class ContentRule:
-    """One configured rule: what it checks, ``block`` or ``warn``, where it applies."""
+    """One configured rule: what it checks (``rule``, as the deployment file and a
+    finding name it), ``block`` or ``warn``, where it applies."""
 
-    name: str
+    rule: str
     action: str
     channels: tuple[str, ...] = ()  # empty: every channel
     audience: str | None = None  # None: both
@@ -383,7 +384,7 @@ def check(event: ContentEvent, rules: Iterable[ContentRule]) -> tuple[Finding, .
     body = reading.read_body(event.body)
     findings: list[Finding] = []
     for rule in applicable:
-        findings.extend(_CHECKS[rule.name](event, body, rule))
+        findings.extend(_CHECKS[rule.rule](event, body, rule))
     return tuple(dict.fromkeys(_masked(f) for f in findings))
 
 

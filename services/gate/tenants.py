@@ -34,7 +34,7 @@ def policies_of(deployment: Deployment) -> dict[str, GatePolicy]:
 def _rule(check: ContentCheck, tenant: Tenant) -> ContentRule:
     replacements = {**dict.fromkeys(check.words, ""), **check.replacements}
     return ContentRule(
-        name=check.rule,
+        rule=check.rule,
         action=check.action,
         channels=check.channels,
         audience=check.audience,

@@ -36,11 +36,11 @@ from services.runtime.settings import Settings
 from services.runtime.tables import FaustTextTable, bytes_table
 from services.runtime.web import WebService, base_app
 
-__all__ = ["Ingest", "build"]
+__all__ = ["IngestService", "build"]
 
 
 @dataclass
-class Ingest:
+class IngestService:
     app: faust.App
     services: Sequence[mode.ServiceT]
     web_app: web.Application
@@ -54,7 +54,7 @@ def build(
     *,
     outbox: Outbox | None = None,
     seen: TextTable | None = None,
-) -> Ingest:
+) -> IngestService:
     app = make_app("ingest", settings)
     registry.register(ConsumerLag(app))
     cms_events = app.topic(topics.CMS_EVENTS, key_type=bytes, value_type=bytes)
@@ -104,4 +104,4 @@ def build(
     if mirror is not None:
         register_mirrors(registry, [mirror])
     services: list[mode.ServiceT] = [web_service, probe, *([mirror] if mirror else [])]
-    return Ingest(app=app, services=services, web_app=web_app)
+    return IngestService(app=app, services=services, web_app=web_app)

@@ -47,11 +47,11 @@ from services.runtime.settings import Settings
 from services.runtime.tables import FaustModelTable, bytes_table
 from services.runtime.web import LoginGuard, WebService, base_app
 
-__all__ = ["Publish", "build"]
+__all__ = ["PublishService", "build"]
 
 
 @dataclass
-class Publish:
+class PublishService:
     app: faust.App
     services: Sequence[mode.ServiceT]
     web_app: web.Application
@@ -68,7 +68,7 @@ def build(
     outbox: Outbox | None = None,
     records: ModelTable[Delivery] | None = None,
     transports: Transports | None = None,
-) -> Publish:
+) -> PublishService:
     app = make_app("publish", settings)
     registry.register(ConsumerLag(app))
     inputs = app.topic(
@@ -135,4 +135,4 @@ def build(
     web_service = WebService(web_app, settings.host, settings.publish_port)
     probe = KafkaProbe(settings, link)
     services = [web_service, probe, letters]
-    return Publish(app=app, services=services, web_app=web_app, handler=handler)
+    return PublishService(app=app, services=services, web_app=web_app, handler=handler)

@@ -34,7 +34,7 @@ from services.publish.machine import (
     Order,
     StartAttempts,
     WriteToTopic,
-    step,
+    decide,
 )
 from services.publish.telemetry import PublishTelemetry
 from services.runtime import topics
@@ -189,7 +189,7 @@ class PublishHandler:
     async def _step(self, key: str, inp: Input) -> None:
         before = self._records.get(key.encode())
         now = self._clock()
-        after, effects = step(before, inp, now)
+        after, effects = decide(before, inp, now)
         records = [r for e in effects for r in self._records_of(e)]
         was_dead = before is not None and before.status == "dead"
         is_dead = after is not None and after.status == "dead"

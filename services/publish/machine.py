@@ -33,7 +33,7 @@ __all__ = [
     "Order",
     "StartAttempts",
     "WriteToTopic",
-    "step",
+    "decide",
 ]
 
 
@@ -189,7 +189,7 @@ def _on_outcome(
     return record, ()
 
 
-def step(
+def decide(
     record: Delivery | None, inp: Input, now: datetime
 ) -> tuple[Delivery | None, tuple[Effect, ...]]:
     """Feed one input to one delivery's record; return the record to save and what to do."""

@@ -21,12 +21,12 @@ class PartitionBatches:
     """Handle a stream's events in batches: one partition's in order, partitions side by side.
 
     Every key lives in one partition (the inputs are co-partitioned), so one
-    item's inputs are always handled in the order they arrived. A lane takes
+    item's inputs are always handled in the order they arrived. A partition's worker takes
     whatever its partition has queued, up to *max_batch*, as soon as it is free:
     one event alone when the stream is quiet (no added latency), a batch sharing
     one round trip when it is busy. Feed it from an agent iterating
     ``stream.noack().events()``. *handle* decides a batch and answers what waits
-    until the batch is saved; the lane decides the next batch meanwhile (at most
+    until the batch is saved; the worker decides the next batch meanwhile (at most
     one save in flight besides the newest), and acknowledges a batch's events
     only once it is saved. faust commits only the unbroken run of acknowledged
     offsets, so nothing is committed before it was saved. The handler gets a
@@ -53,10 +53,10 @@ class PartitionBatches:
         queue = self._queues.get(partition)
         if queue is None:
             queue = self._queues[partition] = asyncio.Queue(self._depth)
-            self._tasks[partition] = asyncio.ensure_future(self._lane(queue))
+            self._tasks[partition] = asyncio.ensure_future(self._work(queue))
         await queue.put(event)
 
-    async def _lane(self, queue: asyncio.Queue[Any]) -> None:
+    async def _work(self, queue: asyncio.Queue[Any]) -> None:
         saving: asyncio.Future[bool] | None = None
         while True:
             batch = [await queue.get()]
@@ -85,7 +85,7 @@ class PartitionBatches:
         # Unacknowledged, the batch is handled again after the restart the crash
         # causes; skipping it would lose it.
         structlog.get_logger("gatekeeper").error(
-            "lane.failed", partition=batch[0].message.partition, error=repr(exc)
+            "batch.failed", partition=batch[0].message.partition, error=repr(exc)
         )
         await self._app.crash(exc)
 

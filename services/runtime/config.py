@@ -28,7 +28,7 @@ from services.runtime.policy_config import (
     ContentCheck,
     Policy,
     SenderIdentity,
-    Spokesperson,
+    SpokespersonConfig,
 )
 from services.runtime.transport_config import (
     DEFAULT_RETRY_SCHEDULE,
@@ -62,7 +62,7 @@ __all__ = [
     "SenderIdentity",
     "SmtpServer",
     "SmtpTransport",
-    "Spokesperson",
+    "SpokespersonConfig",
     "StatusWebhook",
     "Tenant",
     "WebhookTransport",
@@ -122,7 +122,7 @@ class Tenant(ConfigModel):
     #: escalated), so an editor sees it where they work.
     status_webhook: StatusWebhook | None = None
     #: Who may be a press release's contact (press_spokesperson).
-    spokespersons: tuple[Spokesperson, ...] = ()
+    spokespersons: tuple[SpokespersonConfig, ...] = ()
 
     @model_validator(mode="after")
     def _channels(self) -> Tenant:

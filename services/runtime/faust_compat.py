@@ -61,7 +61,7 @@ def set_current_event(event: Any) -> None:
     """Make *event* faust's current event in this task.
 
     Table writes go to the changelog partition of the current event's partition;
-    an event handled outside the agent's own iteration (in a lane task) must be
+    an event handled outside the agent's own iteration (in a partition's worker) must be
     made current by hand. Uses ``faust.streams._current_event``.
     """
     _current_event.set(weakref.ref(event))

@@ -27,7 +27,7 @@ __all__ = [
     "ContentRuleName",
     "Policy",
     "SenderIdentity",
-    "Spokesperson",
+    "SpokespersonConfig",
 ]
 
 
@@ -106,7 +106,7 @@ class ContentCheck(ConfigModel):
         return self
 
 
-class Spokesperson(ConfigModel):
+class SpokespersonConfig(ConfigModel):
     name: str = Field(min_length=1)
     email: str | None = None
 

@@ -40,7 +40,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-class Gate:
+class LoopbackGate:
     """A gate whose own commands come straight back to it, as through gate.commands."""
 
     def __init__(self, deployment: Deployment, clock: FakeClock) -> None:
@@ -64,7 +64,7 @@ class Gate:
         return [json.loads(r.value or b"") for r in self.outbox.on(topics.DECISIONS)]
 
 
-async def _hold(gate: Gate, clock: FakeClock, item_id: str, **fields: object) -> None:
+async def _hold(gate: LoopbackGate, clock: FakeClock, item_id: str, **fields: object) -> None:
     """An accepted event for *item_id* (Lerum's web by default), as ingest hands it over."""
     event = ContentEvent.model_validate(content_event(item_id=item_id, **fields))
     accepted = AcceptedEvent(
@@ -83,7 +83,7 @@ async def _hold(gate: Gate, clock: FakeClock, item_id: str, **fields: object) ->
 async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "held-1")
     assert [d["kind"] for d in gate.decisions()] == ["held"]
     app = web.Application()
@@ -128,7 +128,7 @@ async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
 async def test_releasing_what_is_not_held_is_404_and_a_missing_reason_422(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     app = web.Application()
     OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
     auth = bearer(OPERATOR_TOKEN)
@@ -149,7 +149,7 @@ async def test_releasing_what_is_not_held_is_404_and_a_missing_reason_422(
 async def test_a_scheduled_item_is_ticked_and_released_when_its_time_comes(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     # An internal notice scheduled an hour ahead waits only for its time.
     later = (clock() + timedelta(hours=1)).isoformat()
     await _hold(gate, clock, "later", audience="internal", channels=["intranet"], publish_at=later)
@@ -165,7 +165,7 @@ async def test_a_scheduled_item_is_ticked_and_released_when_its_time_comes(
 async def test_each_person_sees_and_acts_for_their_own_tenants_only(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "lerum-item")
     app = web.Application()
     OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
@@ -196,7 +196,7 @@ async def test_each_person_sees_and_acts_for_their_own_tenants_only(
 async def test_a_rejected_item_goes_nowhere_until_a_newer_version_arrives(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "wrong")
     app = web.Application()
     OperatorApi(gate.handler, OPERATORS, deployment.tenants).add_routes(app)
@@ -222,7 +222,7 @@ async def test_a_rejected_item_goes_nowhere_until_a_newer_version_arrives(
     assert gate.outbox.on(topics.RELEASES) == []
 
 
-def _console(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Application:
+def _console(gate: LoopbackGate, deployment: Deployment, clock: FakeClock) -> web.Application:
     app = web.Application()
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
     api.add_routes(app)
@@ -246,7 +246,7 @@ async def _login(client: TestClient[Any, Any], token: str) -> None:
 async def test_the_console_releases_under_the_person_s_name_with_a_form_from_itself(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "konsol")
     async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
         start = await client.get("/console", allow_redirects=False)
@@ -292,7 +292,7 @@ async def test_the_console_releases_under_the_person_s_name_with_a_form_from_its
 async def test_the_console_shows_a_person_only_their_tenants_and_a_viewer_cannot_act(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "lerums")
     async with TestClient(TestServer(_console(gate, deployment, clock))) as client:
         await _login(client, "alva-token")
@@ -352,14 +352,14 @@ async def test_a_batch_decides_each_item_s_inputs_in_order_as_one_at_a_time_woul
         InboundRecord(topic, 0, n, f"lerum:{item}".encode(), value)
         for n, (topic, item, value) in enumerate(inputs)
     ]
-    one_by_one, batched = Gate(deployment, clock), Gate(deployment, clock)
+    one_by_one, batched = LoopbackGate(deployment, clock), LoopbackGate(deployment, clock)
     for record in records:
         await one_by_one.handler.handle(record)
     saved: list[int] = []
 
     await batched.handler.handle_batch(records, saved.append)
 
-    def kinds(gate: Gate) -> list[tuple[str, str, int]]:
+    def kinds(gate: LoopbackGate) -> list[tuple[str, str, int]]:
         return [
             (str(d["item_id"]), str(d["kind"]), int(str(d["version"]))) for d in gate.decisions()
         ]
@@ -379,7 +379,7 @@ async def test_a_batch_decides_each_item_s_inputs_in_order_as_one_at_a_time_woul
 async def test_an_item_s_history_has_ingest_s_acceptance_the_gate_s_decisions_and_refusals(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     key = ItemKey("lerum", "news-1")
     accepted = _accepted("news-1", clock, "e-1")
     await gate.feed(topics.ACCEPTED, key.encode(), accepted)
@@ -417,7 +417,7 @@ async def test_an_item_s_history_has_ingest_s_acceptance_the_gate_s_decisions_an
 async def test_the_held_list_pages_searches_and_names_a_bad_parameter(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     for n in range(3):
         await _hold(gate, clock, f"sida-{n}", title=f"Nyhet nummer {n}")
         clock.advance(minutes=1)
@@ -442,7 +442,7 @@ async def test_the_held_list_pages_searches_and_names_a_bad_parameter(
 async def test_the_console_pages_50_at_a_time_with_search_and_a_reason_filter(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     for n in range(53):
         clock.advance(seconds=1)
         await _hold(gate, clock, f"list-{n:02d}", title=f"Nyhet nummer {n}")
@@ -477,7 +477,7 @@ async def test_the_console_pages_50_at_a_time_with_search_and_a_reason_filter(
 async def test_the_follow_up_page_shows_a_month_or_a_period_per_unit(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
 
     def released(n: int, month: int) -> Decision:
         return Decision(

@@ -20,12 +20,12 @@ from services.runtime.operators import OperatorDirectory
 from services.runtime.throttle import Throttle
 from services.runtime.web import LoginGuard, base_app
 from tests.service.conftest import FakeClock, memory_sessions, sha256
-from tests.service.test_gate import ANNA, OPERATORS, Gate, _hold, _login
+from tests.service.test_gate import ANNA, OPERATORS, LoopbackGate, _hold, _login
 
 GUESS = "guessed-token-ÅÄÖ-1234"
 
 
-def _app(gate: Gate, deployment: Deployment, clock: FakeClock) -> web.Application:
+def _app(gate: LoopbackGate, deployment: Deployment, clock: FakeClock) -> web.Application:
     guard = LoginGuard(OPERATORS, Throttle(limit=3), clock=clock)
     app = base_app(CollectorRegistry(), lambda: True, guard=guard)
     api = OperatorApi(gate.handler, OPERATORS, deployment.tenants)
@@ -43,7 +43,7 @@ async def _csrf(client: TestClient[Any, Any], path: str = "/console/login") -> s
 async def test_guessing_is_logged_without_the_token_and_answered_429_once_too_often(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     with structlog.testing.capture_logs() as logged:
         async with TestClient(TestServer(_app(gate, deployment, clock))) as client:
             bad = {"Authorization": f"Bearer {GUESS}"}
@@ -73,7 +73,7 @@ async def test_guessing_is_logged_without_the_token_and_answered_429_once_too_of
 async def test_a_form_value_in_any_script_is_answered_not_crashed(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     async with TestClient(TestServer(_app(gate, deployment, clock))) as client:
         await _csrf(client)
         answer = await client.post("/console/login", data={"csrf": "å", "token": "ö"})
@@ -84,7 +84,7 @@ async def test_a_form_value_in_any_script_is_answered_not_crashed(
 async def test_a_session_ends_after_an_hour_unused_and_at_any_logout(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     async with TestClient(TestServer(_app(gate, deployment, clock))) as client:
         await _login(client, "anna-token")
         clock.advance(minutes=59)
@@ -109,7 +109,7 @@ async def test_a_session_ends_after_an_hour_unused_and_at_any_logout(
 async def test_over_https_the_browser_is_told_to_stay_on_https(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     async with TestClient(TestServer(_app(gate, deployment, clock))) as client:
         https = await client.get("/console/login", headers={"X-Forwarded-Proto": "https"})
         plain = await client.get("/console/login")
@@ -120,7 +120,7 @@ async def test_over_https_the_browser_is_told_to_stay_on_https(
 async def test_an_item_id_of_dots_is_a_link_to_its_own_page(
     deployment: Deployment, clock: FakeClock
 ) -> None:
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     await _hold(gate, clock, "..")
     await _hold(gate, clock, "a:b.c")
     async with TestClient(TestServer(_app(gate, deployment, clock))) as client:
@@ -147,7 +147,7 @@ async def test_a_person_the_proxy_names_but_the_file_does_not_know_waits_from_an
         proxy_header="X-Forwarded-Email",
         proxy_networks=[ip_network("127.0.0.1/32")],
     )
-    gate = Gate(deployment, clock)
+    gate = LoopbackGate(deployment, clock)
     guard = LoginGuard(proxied, Throttle(limit=3), clock=clock)
     app = base_app(CollectorRegistry(), lambda: True, guard=guard)
     OperatorApi(gate.handler, proxied, deployment.tenants).add_routes(app)

@@ -71,7 +71,7 @@ def _receipts(order: ReleaseOrder, at: datetime) -> list[Receipt]:
     ]
 
 
-class Gate:
+class OneItem:
     """One item's state, fed like the service feeds it (through JSON, as after a restart)."""
 
     def __init__(self, policy: GatePolicy = POLICY) -> None:
@@ -90,7 +90,7 @@ class Gate:
 
 
 def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> None:
-    gate = Gate()
+    gate = OneItem()
     held = gate.feed(Accepted("e1", _event()), T0)
     assert held.releases == ()
     assert [d.kind for d in held.decisions] == ["held"]
@@ -122,7 +122,7 @@ def test_external_first_is_held_then_released_after_the_receipt_and_lead() -> No
 
 
 def test_publish_at_holds_both_notices() -> None:
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     later = T0 + timedelta(hours=2)
     notice = gate.feed(Accepted("i1", _event(internal=True, publish_at=later.isoformat())), T0)
     assert notice.releases == ()
@@ -133,7 +133,7 @@ def test_publish_at_holds_both_notices() -> None:
 
 
 def test_contact_from_the_event_wins_over_the_tenants_default() -> None:
-    gate = Gate()
+    gate = OneItem()
     effects = gate.feed(
         Accepted("i1", _event(internal=True, contact={"name": "Anna Andersson"})), T0
     )
@@ -141,7 +141,7 @@ def test_contact_from_the_event_wins_over_the_tenants_default() -> None:
 
 
 def test_held_items_escalate_once_and_stay_held() -> None:
-    gate = Gate()
+    gate = OneItem()
     gate.feed(Accepted("e1", _event()), T0)
     assert gate.state.wake_at == T0 + timedelta(hours=1)
     escalated = gate.feed(TICK, T0 + timedelta(hours=1))
@@ -153,7 +153,7 @@ def test_held_items_escalate_once_and_stay_held() -> None:
 
 
 def test_a_notice_scheduled_for_later_does_not_escalate_early() -> None:
-    gate = Gate()
+    gate = OneItem()
     later = T0 + timedelta(days=3)
     gate.feed(Accepted("e1", _event(publish_at=later.isoformat())), T0)
     assert gate.feed(TICK, T0 + timedelta(hours=2)).decisions == ()
@@ -162,7 +162,7 @@ def test_a_notice_scheduled_for_later_does_not_escalate_early() -> None:
 
 def test_a_hold_waiting_on_a_person_is_told_once_and_again_at_escalation() -> None:
     policy = POLICY.__class__(**{**POLICY.__dict__, "notify_after": timedelta(minutes=30)})
-    gate = Gate(policy)
+    gate = OneItem(policy)
     gate.feed(Accepted("e1", _event()), T0)
     assert gate.state.wake_at == T0 + timedelta(minutes=30), "the gate wakes for the e-mail"
     assert gate.feed(TICK, T0 + timedelta(minutes=29)).notifications == ()
@@ -180,7 +180,7 @@ def test_a_hold_waiting_on_a_person_is_told_once_and_again_at_escalation() -> No
 
 def test_an_item_waiting_only_for_its_publication_time_is_not_notified() -> None:
     policy = POLICY.__class__(**{**POLICY.__dict__, "notify_after": timedelta(minutes=30)})
-    gate = Gate(policy)
+    gate = OneItem(policy)
     later = T0 + timedelta(days=2)
     gate.feed(Accepted("i1", _event(internal=True, publish_at=later.isoformat())), T0)
     assert gate.feed(TICK, T0 + timedelta(hours=5)).notifications == ()
@@ -188,7 +188,7 @@ def test_an_item_waiting_only_for_its_publication_time_is_not_notified() -> None
 
 
 def test_stale_and_duplicate_events() -> None:
-    gate = Gate()
+    gate = OneItem()
     gate.feed(Accepted("e2", _event(version=2)), T0)
     stale = gate.feed(Accepted("e1", _event(version=1)), T0)
     assert [d.kind for d in stale.decisions] == ["stale"]
@@ -197,7 +197,7 @@ def test_stale_and_duplicate_events() -> None:
 
 
 def test_a_newer_version_supersedes_the_held_one() -> None:
-    gate = Gate()
+    gate = OneItem()
     gate.feed(Accepted("e1", _event(version=1)), T0)
     newer = gate.feed(Accepted("e2", _event(version=2, title="Rättad rubrik")), T0)
     assert ("stale", "external") in [(d.kind, d.audience) for d in newer.decisions]
@@ -205,7 +205,7 @@ def test_a_newer_version_supersedes_the_held_one() -> None:
 
 
 def test_retract_cancels_what_is_held_and_is_forwarded_to_channels_that_published() -> None:
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     for receipt in _receipts(notice.releases[0], T0):
         gate.feed(receipt, T0)
@@ -222,7 +222,7 @@ def test_retract_cancels_what_is_held_and_is_forwarded_to_channels_that_publishe
 
 
 def test_manual_release_overrides_and_is_audited() -> None:
-    gate = Gate()
+    gate = OneItem()
     gate.feed(Accepted("e1", _event()), T0)
     effects = gate.feed(
         ManualRelease(
@@ -241,7 +241,7 @@ def test_manual_release_overrides_and_is_audited() -> None:
 
 
 def test_crisis_lane_sends_internal_and_external_together() -> None:
-    gate = Gate()
+    gate = OneItem()
     effects = gate.feed(
         Accepted("c1", _event(crisis=True, publish_at=(T0 + timedelta(hours=1)).isoformat())), T0
     )
@@ -251,14 +251,14 @@ def test_crisis_lane_sends_internal_and_external_together() -> None:
 
 
 def test_crisis_lane_off_holds_as_usual() -> None:
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "crisis_lane": False}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "crisis_lane": False}))
     effects = gate.feed(Accepted("c1", _event(crisis=True)), T0)
     assert effects.releases == ()
     assert gate.state.held["external"].reasons == (AWAITING_INTERNAL_NOTICE,)
 
 
 def test_blocking_content_check_holds_even_after_the_notice() -> None:
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     gate.feed(_receipts(notice.releases[0], T0)[0], T0)
     finding = ContentFinding(
@@ -275,7 +275,7 @@ def test_blocking_content_check_holds_even_after_the_notice() -> None:
 
 
 def test_warning_content_check_releases_with_the_warning() -> None:
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     gate.feed(_receipts(notice.releases[0], T0)[0], T0)
     finding = ContentFinding(
@@ -288,7 +288,7 @@ def test_warning_content_check_releases_with_the_warning() -> None:
 
 
 def test_decision_ids_are_deterministic_so_replays_match() -> None:
-    one, two = Gate(), Gate()
+    one, two = OneItem(), OneItem()
     assert one.feed(Accepted("e1", _event()), T0) == two.feed(Accepted("e1", _event()), T0)
 
 
@@ -299,7 +299,7 @@ def test_decision_ids_are_deterministic_so_replays_match() -> None:
 class World:
     """The gate plus a publish that delivers orders when told to, at most once per channel."""
 
-    gate: Gate = field(default_factory=Gate)
+    gate: OneItem = field(default_factory=OneItem)
     now: datetime = T0
     outbox: list[ReleaseOrder] = field(default_factory=list)
     delivered: set[tuple[int, str, str]] = field(default_factory=set)
@@ -348,7 +348,7 @@ ops = st.one_of(
 
 def _run(steps: list[tuple[str, int, int, bool]], crisis_lane: bool) -> World:
     policy = POLICY.__class__(**{**POLICY.__dict__, "crisis_lane": crisis_lane})
-    world = World(gate=Gate(policy))
+    world = World(gate=OneItem(policy))
     for n, (op, a, b, flag) in enumerate(steps):
         if op in {"external", "internal"}:
             event = _event(
@@ -445,7 +445,7 @@ def test_a_notice_newer_than_the_retract_tells_staff_again_once_delivered() -> N
     # CONTRACT 3.7: "until a newer internal notice of the item is delivered". Version 2
     # waits for its publication time when the CMS retracts version 1: version 2 is
     # the newer notice, and once delivered the external version may go.
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     later = T0 + timedelta(minutes=30)
     gate.feed(Accepted("i2", _event(internal=True, version=2, publish_at=later.isoformat())), T0)
     gate.feed(Accepted("r1", _event(internal=True, version=1, action="retract", channels=[])), T0)
@@ -458,14 +458,14 @@ def test_a_notice_newer_than_the_retract_tells_staff_again_once_delivered() -> N
     assert [(o.audience, o.version) for o in released] == [("external", 2)]
 
 
-def _external_reasons(gate: Gate) -> tuple[str, ...]:
+def _external_reasons(gate: OneItem) -> tuple[str, ...]:
     return gate.state.held["external"].reasons
 
 
 def test_a_retracted_internal_notice_no_longer_counts_as_told() -> None:
     # CONTRACT 3.7: "känt och förankrat internt" fails once staff are told the
     # information is withdrawn; the external version waits for a newer notice.
-    gate = Gate(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
+    gate = OneItem(POLICY.__class__(**{**POLICY.__dict__, "internal_lead": timedelta(0)}))
     notice = gate.feed(Accepted("i1", _event(internal=True)), T0)
     for receipt in _receipts(notice.releases[0], T0):
         gate.feed(receipt, T0)

@@ -26,7 +26,7 @@ from services.runtime.logs import configure_logging
 from tests.conftest import SECRETS_ENV, content_event, internal_notice
 from tests.properties import examples
 from tests.service.conftest import FakeClock
-from tests.service.test_gate import Gate, _hold
+from tests.service.test_gate import LoopbackGate, _hold
 from tests.unit.test_content import identity_numbers
 
 LONG = (
@@ -76,11 +76,11 @@ def _deployment() -> Any:
     return raw
 
 
-def _gate(clock: FakeClock) -> Gate:
+def _gate(clock: FakeClock) -> LoopbackGate:
     """The gate on in-memory ports, Lerum's desk told of holds by e-mail."""
     path = Path(tempfile.mkdtemp()) / "gatekeeper.yaml"
     path.write_text(yaml.safe_dump(_deployment(), allow_unicode=True))
-    return Gate(load_deployment(path, SECRETS_ENV), clock)
+    return LoopbackGate(load_deployment(path, SECRETS_ENV), clock)
 
 
 @settings(

@@ -22,7 +22,7 @@ from services.publish.machine import (
     Order,
     StartAttempts,
     WriteToTopic,
-    step,
+    decide,
 )
 from tests.properties import examples
 
@@ -57,7 +57,7 @@ def _order(version: int, channels: list[str]) -> ReleaseOrder:
 
 def test_a_kafka_channel_is_written_and_receipted_at_once() -> None:
     order = _order(1, ["intranet"])
-    record, effects = step(None, Order(order, "intranet", "intranet.notices"), T0)
+    record, effects = decide(None, Order(order, "intranet", "intranet.notices"), T0)
     assert record is not None
     assert record.status == "delivered"
     assert [type(e) for e in effects] == [WriteToTopic, Delivered]
@@ -67,8 +67,8 @@ def test_a_kafka_channel_is_written_and_receipted_at_once() -> None:
 
 def test_a_repeated_order_sends_nothing_and_repeats_the_receipt_of_a_delivery() -> None:
     order = _order(1, ["intranet"])
-    record, _ = step(None, Order(order, "intranet", "intranet.notices"), T0)
-    again, effects = step(record, Order(order, "intranet", "intranet.notices"), T0)
+    record, _ = decide(None, Order(order, "intranet", "intranet.notices"), T0)
+    again, effects = decide(record, Order(order, "intranet", "intranet.notices"), T0)
     assert again == record
     [duplicate] = effects
     assert isinstance(duplicate, Duplicate)
@@ -78,16 +78,16 @@ def test_a_repeated_order_sends_nothing_and_repeats_the_receipt_of_a_delivery() 
 
 def test_a_dead_letter_redelivered_starts_a_fresh_record_under_the_same_id() -> None:
     order = _order(1, ["hook"])
-    record, _ = step(None, Order(order, "hook", None), T0)
+    record, _ = decide(None, Order(order, "hook", None), T0)
     assert record is not None
     failed = Outcome(kind="failed", key=record.key, attempts=8, error="HTTP 503", at=T0)
-    dead, effects = step(record, failed, T0)
+    dead, effects = decide(record, failed, T0)
     assert dead is not None
     assert dead.status == "dead"
     assert isinstance(effects[0], DeadLettered)
     later = T0 + timedelta(hours=1)
     redeliver = Outcome(kind="redeliver", key=record.key, at=later)
-    fresh, effects = step(dead, redeliver, later)
+    fresh, effects = decide(dead, redeliver, later)
     assert fresh is not None
     assert (fresh.status, fresh.attempts, fresh.error) == ("pending", 0, None)
     assert fresh.delivery_id == record.delivery_id
@@ -96,12 +96,12 @@ def test_a_dead_letter_redelivered_starts_a_fresh_record_under_the_same_id() -> 
 
 def test_a_late_outcome_changes_nothing_that_ended() -> None:
     order = _order(1, ["hook"])
-    record, _ = step(None, Order(order, "hook", None), T0)
+    record, _ = decide(None, Order(order, "hook", None), T0)
     assert record is not None
     ok = Outcome(kind="delivered", key=record.key, attempts=1, payload="{}", at=T0)
-    done, _ = step(record, ok, T0)
+    done, _ = decide(record, ok, T0)
     for late in (ok, Outcome(kind="failed", key=record.key, attempts=2, error="x", at=T0)):
-        assert step(done, late, T0) == (done, ())
+        assert decide(done, late, T0) == (done, ())
 
 
 @dataclass
@@ -118,7 +118,7 @@ class World:
 
     def feed(self, key: str, inp: Order | Outcome) -> None:
         before = self.table.get(key)
-        after, effects = step(before, inp, self.now)
+        after, effects = decide(before, inp, self.now)
         if after is not None:
             self.table[key] = after
         for effect in effects:
@@ -248,15 +248,15 @@ def test_every_order_ends_delivered_or_dead_never_both(
 
 def test_a_failed_attempt_with_another_due_keeps_the_record_pending_until_then() -> None:
     order = _order(1, ["hook"])
-    record, _ = step(None, Order(order, "hook", None), T0)
+    record, _ = decide(None, Order(order, "hook", None), T0)
     assert record is not None
     due = T0 + timedelta(minutes=5)
     retry = Outcome(kind="retry", key=record.key, attempts=1, error="HTTP 503", retry_at=due, at=T0)
-    waiting, effects = step(record, retry, T0)
+    waiting, effects = decide(record, retry, T0)
     assert waiting is not None
     assert (waiting.status, waiting.attempts, waiting.next_attempt_at) == ("pending", 1, due)
     assert effects == (StartAttempts(waiting),)
     ok = Outcome(kind="delivered", key=record.key, attempts=2, payload="{}", at=due)
-    done, _ = step(waiting, ok, due)
+    done, _ = decide(waiting, ok, due)
     assert done is not None
     assert (done.status, done.next_attempt_at) == ("delivered", None)

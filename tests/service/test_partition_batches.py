@@ -1,4 +1,4 @@
-"""The gate's lanes: a batch is acknowledged only once saved, and the next one is
+"""The gate's partition batches: a batch is acknowledged only once saved, and the next one is
 decided while it is being saved. Real asyncio, stand-in events: no broker."""
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ async def _settle() -> None:
 
 async def test_a_batch_is_acknowledged_only_once_saved_and_the_next_is_decided_meanwhile() -> None:
     app, saves = _App(), _Saves()
-    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    batches = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
     first, second = _Event(1), _Event(2)
 
-    await lanes.feed(first)
+    await batches.feed(first)
     await saves.decided_again()
     await _settle()
     assert not first.acked, "decided and written, but not yet saved"
 
-    await lanes.feed(second)
+    await batches.feed(second)
     await saves.decided_again()
     assert saves.decided == [[1], [2]], "the next batch is decided while the first is saved"
     assert (first.acked, second.acked) == (False, False)
@@ -86,18 +86,20 @@ async def test_a_batch_is_acknowledged_only_once_saved_and_the_next_is_decided_m
     assert second.acked
 
 
-async def test_what_queues_while_a_lane_is_busy_is_one_batch_and_one_save_at_most_waits() -> None:
+async def test_what_queues_while_a_partition_is_busy_is_one_batch_and_one_save_at_most_waits() -> (
+    None
+):
     app, saves = _App(), _Saves()
-    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    batches = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
     events = [_Event(n) for n in range(1, 6)]
-    await lanes.feed(events[0])
+    await batches.feed(events[0])
     await saves.decided_again()
     for event in events[1:4]:
-        await lanes.feed(event)
+        await batches.feed(event)
     await saves.decided_again()
     assert saves.decided == [[1], [2, 3, 4]]
 
-    await lanes.feed(events[4])
+    await batches.feed(events[4])
     await _settle()
     assert saves.decided == [[1], [2, 3, 4]], "a third batch waits for the first save"
 
@@ -109,9 +111,9 @@ async def test_what_queues_while_a_lane_is_busy_is_one_batch_and_one_save_at_mos
 
 async def test_a_failed_save_crashes_the_app_and_acknowledges_nothing_of_its_batch() -> None:
     app, saves = _App(), _Saves()
-    lanes = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    batches = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
     event = _Event(1)
-    await lanes.feed(event)
+    await batches.feed(event)
     await saves.decided_again()
 
     saves.saves[0].set_exception(ConnectionError("broker gone"))
