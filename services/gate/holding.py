@@ -17,6 +17,8 @@ from schemas.events import (
     ContentEvent,
     Decision,
     DecisionKind,
+    ManualReject,
+    ManualRelease,
     ReleaseOrder,
 )
 from services.gate.state import (
@@ -35,7 +37,9 @@ from services.runtime.identity_numbers import mask_identity_numbers
 
 __all__ = [
     "Out",
+    "Person",
     "decision",
+    "decision_on",
     "escalation_due",
     "evaluate",
     "notification_due",
@@ -61,6 +65,9 @@ def stable_id(*parts: object) -> str:
     return str(uuid.uuid5(_NS, ":".join(str(p) for p in parts)))
 
 
+Person = ManualRelease | ManualReject
+
+
 def decision(
     kind: DecisionKind,
     state: ItemState,
@@ -73,13 +80,9 @@ def decision(
     audience: Audience | None = None,
     channels: Sequence[str] = (),
     event_id: str | None = None,
-    held: Held | None = None,
     crisis: bool = False,
-    operator_reason: str | None = None,
-    operator: str | None = None,
-    operator_email: str | None = None,
-    internal_lead_s: float | None = None,
 ) -> Decision:
+    """A decision about no held version: a retract, a stale version, a refusal."""
     return Decision(
         decision_id=stable_id(trigger, kind, audience, version),
         kind=kind,
@@ -92,17 +95,52 @@ def decision(
         channels=list(channels),
         event_id=event_id,
         crisis=crisis,
-        warnings=list(held.warnings) if held else [],
-        findings=list(held.findings) if held else [],
         decided_at=now,
-        held_since=held.held_since if held else None,
-        publish_at=held.event.publish_at if held else None,
-        operator_reason=operator_reason,
-        operator=operator,
-        operator_email=operator_email,
-        unit=mask_identity_numbers(held.event.unit) if held else None,
-        internal_lead_s=internal_lead_s,
-        lix=held.lix if held else None,
+    )
+
+
+def decision_on(
+    kind: DecisionKind,
+    state: ItemState,
+    held: Held,
+    audience: Audience,
+    now: datetime,
+    *,
+    trigger: str,
+    reason: str,
+    rule: str,
+    crisis: bool = False,
+    by: Person | None = None,
+    internal_lead_s: float | None = None,
+) -> Decision:
+    """A decision about the version *held* for *audience*: its version, channels,
+    event, findings and times come from it; *by* is the person who decided."""
+    event = held.event
+    return decision(
+        kind,
+        state,
+        now,
+        trigger=trigger,
+        reason=reason,
+        rule=rule,
+        version=event.version,
+        audience=audience,
+        channels=event.channels,
+        event_id=held.event_id,
+        crisis=crisis,
+    ).model_copy(
+        update={
+            "warnings": list(held.warnings),
+            "findings": list(held.findings),
+            "held_since": held.held_since,
+            "publish_at": event.publish_at,
+            "operator_reason": by.reason if by else None,
+            "operator": by.operator if by else None,
+            "operator_email": by.operator_email if by else None,
+            "unit": mask_identity_numbers(event.unit),
+            "internal_lead_s": internal_lead_s,
+            "lix": held.lix,
+        }
     )
 
 
@@ -184,18 +222,15 @@ def notify(
     trigger = f"{held.event_id}:notify:{kind}"
     out.notifications.append(Notify(stable_id(trigger, "notification"), kind, audience, held))
     out.decisions.append(
-        decision(
+        decision_on(
             "notified",
             state,
+            held,
+            audience,
             now,
             trigger=trigger,
             reason=f"e-mail to the contact and the communications desk: {kind}",
             rule="notify_after" if kind == "held" else "notify_on_escalation",
-            version=held.event.version,
-            audience=audience,
-            channels=held.event.channels,
-            event_id=held.event_id,
-            held=held,
         )
     )
 
@@ -218,28 +253,21 @@ def release(
     kind: DecisionKind = "released",
     rule: str,
     reason: str,
-    operator_reason: str | None = None,
-    operator: str | None = None,
-    operator_email: str | None = None,
+    by: Person | None = None,
 ) -> ItemState:
     event = held.event
     told = state.internal_delivered_at
-    made = decision(
+    made = decision_on(
         kind,
         state,
+        held,
+        audience,
         now,
         trigger=trigger,
         reason=reason,
         rule=rule,
-        version=event.version,
-        audience=audience,
-        channels=event.channels,
-        event_id=held.event_id,
-        held=held,
         crisis=event.crisis,
-        operator_reason=operator_reason,
-        operator=operator,
-        operator_email=operator_email,
+        by=by,
         internal_lead_s=(
             (now - told).total_seconds()
             if audience == "external" and event.action == "publish" and told is not None
@@ -292,18 +320,15 @@ def evaluate(
             held = held.model_copy(update={"escalated": True})
             state = state.model_copy(update={"held": {**state.held, audience: held}})
             out.decisions.append(
-                decision(
+                decision_on(
                     "escalated",
                     state,
+                    held,
+                    audience,
                     now,
                     trigger=f"{held.event_id}:escalate",
                     reason=f"held longer than {policy.escalate_after}: {', '.join(reasons)}",
                     rule="escalate_after",
-                    version=held.event.version,
-                    audience=audience,
-                    channels=held.event.channels,
-                    event_id=held.event_id,
-                    held=held,
                 )
             )
             if notify_after is not None:

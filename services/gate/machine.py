@@ -57,22 +57,20 @@ def _on_accepted(
         return _retract(state, inp, now, policy, out)
 
     def note(kind: DecisionKind, reason: str, rule: str, held: Held | None = None) -> None:
-        out.decisions.append(
-            holding.decision(
-                kind,
-                state,
-                now,
-                trigger=inp.event_id,
-                reason=reason,
-                rule=rule,
-                version=event.version,
-                audience=audience,
-                channels=event.channels,
+        trigger, crisis = inp.event_id, event.crisis
+        if held is not None:
+            made = holding.decision_on(
+                kind, state, held, audience, now,
+                trigger=trigger, reason=reason, rule=rule, crisis=crisis,
+            )  # fmt: skip
+        else:
+            made = holding.decision(
+                kind, state, now,
+                trigger=trigger, reason=reason, rule=rule, crisis=crisis,
+                version=event.version, audience=audience, channels=event.channels,
                 event_id=inp.event_id,
-                held=held,
-                crisis=event.crisis,
-            )
-        )
+            )  # fmt: skip
+        out.decisions.append(made)
 
     newest = state.latest.get(audience, 0)
     released = state.released.get(audience, 0)
@@ -272,18 +270,15 @@ def _retract_internal(
     external = state.held.get("external")
     if external is not None:  # held again, visibly, on the audit trail
         out.decisions.append(
-            holding.decision(
+            holding.decision_on(
                 "held",
                 state,
+                external,
+                "external",
                 now,
                 trigger=f"{inp.event_id}:held-again",
                 reason="internal notice retracted; held until a newer one is delivered",
                 rule="internal_before_external",
-                version=external.event.version,
-                audience="external",
-                channels=external.event.channels,
-                event_id=external.event_id,
-                held=external,
             )
         )
     return state
@@ -324,9 +319,7 @@ def _on_manual_release(
             kind="overridden",
             rule="manual_release",
             reason=f"released by an operator while {', '.join(held.reasons)}",
-            operator_reason=inp.reason,
-            operator=inp.operator,
-            operator_email=inp.operator_email,
+            by=inp,
         )
     return state.model_copy(update={"wake_at": holding.wake_at(state, policy, now)})
 
@@ -340,21 +333,16 @@ def _on_manual_reject(
         if held is None:
             continue
         out.decisions.append(
-            holding.decision(
+            holding.decision_on(
                 "rejected_by_operator",
                 state,
+                held,
+                audience,
                 now,
                 trigger=inp.request_id,
                 reason=f"rejected by an operator while {', '.join(held.reasons) or 'held'}",
                 rule="manual_reject",
-                version=held.event.version,
-                audience=audience,
-                channels=held.event.channels,
-                event_id=held.event_id,
-                held=held,
-                operator_reason=inp.reason,
-                operator=inp.operator,
-                operator_email=inp.operator_email,
+                by=inp,
             )
         )
         state = state.model_copy(
