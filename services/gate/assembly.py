@@ -14,6 +14,7 @@ from services.gate.content import ContentRule
 from services.gate.handler import GateHandler
 from services.gate.history import History
 from services.gate.index import HoldIndex
+from services.gate.ports import GateMetrics
 from services.gate.state import ItemState
 from services.gate.telemetry import GateTelemetry
 from services.gate.tenants import content_rules_of, policies_of
@@ -38,6 +39,7 @@ def gate_handler(
     index: HoldIndex | None = None,
     board: HeldBoard | None = None,
     rules: Mapping[str, tuple[ContentRule, ...]] | None = None,
+    metrics: GateMetrics | None = None,
 ) -> GateHandler:
     """The deployment's policies and content rules (unless *rules* are given), its
     escalation times for the metrics, and the tenants whose CMS is told each item's
@@ -48,7 +50,8 @@ def gate_handler(
         items=items,
         history=history,
         outbox=outbox,
-        telemetry=GateTelemetry(
+        telemetry=metrics
+        or GateTelemetry(
             registry, {name: t.policy.escalate_after for name, t in deployment.tenants.items()}
         ),
         clock=clock,

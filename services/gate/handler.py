@@ -31,6 +31,7 @@ from services.gate.board import HeldBoard, record_value, rows_of
 from services.gate.history import History
 from services.gate.index import Entry, HoldIndex
 from services.gate.machine import decide
+from services.gate.ports import Board, GateMetrics, Holds
 from services.gate.state import (
     Accepted,
     Effects,
@@ -40,7 +41,6 @@ from services.gate.state import (
     ItemState,
     Receipt,
 )
-from services.gate.telemetry import GateTelemetry
 from services.gate.written import Written
 from services.runtime import topics
 from services.runtime.audit import acceptance
@@ -101,12 +101,12 @@ class GateHandler:
         items: ModelTable[ItemState],
         history: ModelTable[History],
         outbox: Outbox,
-        telemetry: GateTelemetry,
+        telemetry: GateMetrics,
         clock: Clock,
         ready: Callable[[], bool],
         console_url: str = "http://127.0.0.1:8081/console",
-        index: HoldIndex | None = None,
-        board: HeldBoard | None = None,
+        index: Holds | None = None,
+        board: Board | None = None,
         status_tenants: frozenset[str] = frozenset(),
     ) -> None:
         self._written = Written(console_url, status_tenants)
@@ -337,7 +337,7 @@ class GateHandler:
     # -- operators --------------------------------------------------------------------
 
     @property
-    def board(self) -> HeldBoard:
+    def board(self) -> Board:
         """The held list of every item, whichever process owns it."""
         return self._board
 

@@ -13,14 +13,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from schemas.events import AcceptedEvent, ContentEvent, Decision, DeliveryReceipt, Recorded
+from services.gate.assembly import gate_handler
 from services.gate.console import Console
 from services.gate.followup import FollowUp
+from services.gate.history import History
 from services.gate.operator_api import OperatorApi
+from services.gate.ports import NoTelemetry
+from services.gate.state import ItemState
 from services.runtime import topics
 from services.runtime.audit import acceptance
 from services.runtime.config import Deployment
 from services.runtime.keys import ItemKey
-from services.runtime.memory import MemoryOutbox
+from services.runtime.memory import DictModelTable, MemoryOutbox
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
 from tests.conftest import OPERATOR_TOKEN, content_event
@@ -516,3 +520,38 @@ async def test_the_follow_up_page_shows_a_month_or_a_period_per_unit(
     assert "september 2026 – oktober 2026" in period
     assert released_cell(period) == "3", "the period counts every month's versions"
     assert ";3;" in csv.decode("utf-8-sig").splitlines()[1]
+
+
+async def test_the_handler_needs_no_prometheus_its_metrics_are_a_port(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    """Given metrics that count nothing and in-memory tables, the gate holds an external
+    item until its internal notice is delivered, as with the Prometheus ones."""
+    outbox = MemoryOutbox()
+    handler = gate_handler(
+        deployment,
+        items=DictModelTable(ItemState),
+        history=DictModelTable(History),
+        outbox=outbox,
+        registry=CollectorRegistry(),
+        clock=clock,
+        ready=lambda: True,
+        metrics=NoTelemetry(),
+    )
+    event = ContentEvent.model_validate(content_event(item_id="utan-matare"))
+    accepted = AcceptedEvent(
+        event_id="e-utan-matare",
+        tenant="lerum",
+        item_id="utan-matare",
+        source="http",
+        received_at=clock(),
+        event=event,
+    )
+    await handler.handle(
+        InboundRecord(
+            topics.ACCEPTED, 0, 1, b"lerum:utan-matare", accepted.model_dump_json().encode()
+        )
+    )
+    kinds = [json.loads(r.value or b"")["kind"] for r in outbox.on(topics.DECISIONS)]
+    assert kinds == ["held"]
+    assert handler.board.get(b"lerum:utan-matare")[0]["reasons"] == ["awaiting_internal_notice"]
