@@ -77,15 +77,15 @@ class GateTelemetry:
             ["tenant"],
             registry=registry,
         )
-        self.manual_releases = Counter(
-            "gatekeeper_gate_manual_releases_total",
-            "Items released by an operator.",
+        self.overridden = Counter(
+            "gatekeeper_gate_overridden_total",
+            "Held items a person released (decision overridden).",
             ["tenant"],
             registry=registry,
         )
-        self.manual_rejects = Counter(
-            "gatekeeper_gate_manual_rejects_total",
-            "Held items an operator rejected.",
+        self.rejected_by_operator = Counter(
+            "gatekeeper_gate_rejected_by_operator_total",
+            "Held items a person stopped (decision rejected_by_operator).",
             ["tenant"],
             registry=registry,
         )
@@ -110,8 +110,8 @@ class GateTelemetry:
         for tenant, after in escalate_after.items():
             self.escalate_after.labels(tenant).set(after.total_seconds())
             self.escalations.labels(tenant)
-            self.manual_releases.labels(tenant)
-            self.manual_rejects.labels(tenant)
+            self.overridden.labels(tenant)
+            self.rejected_by_operator.labels(tenant)
             self.latency.labels(tenant)
             for audience in ("internal", "external"):
                 self.releases.labels(tenant, audience)
@@ -122,9 +122,9 @@ class GateTelemetry:
         if decision.kind == "escalated":
             self.escalations.labels(decision.tenant).inc()
         elif decision.kind == "overridden":
-            self.manual_releases.labels(decision.tenant).inc()
+            self.overridden.labels(decision.tenant).inc()
         elif decision.kind == "rejected_by_operator":
-            self.manual_rejects.labels(decision.tenant).inc()
+            self.rejected_by_operator.labels(decision.tenant).inc()
         log.info(
             f"decision.{decision.kind}",
             tenant=decision.tenant,
