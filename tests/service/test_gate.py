@@ -123,9 +123,7 @@ async def test_an_operator_releases_a_held_item_with_a_reason_and_it_is_audited(
     assert manual["rule"] == "manual_release"
     assert manual["operator_reason"] == "Personalen informerades muntligt"
     assert manual["operator"] == "Anna Andersson"
-    sample = gate.registry.get_sample_value(
-        "gatekeeper_gate_overridden_total", {"tenant": "lerum"}
-    )
+    sample = gate.registry.get_sample_value("gatekeeper_gate_overridden_total", {"tenant": "lerum"})
     assert sample == 1.0
 
 
