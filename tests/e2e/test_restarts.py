@@ -120,10 +120,14 @@ def test_a_gate_restart_recovers_every_held_item_from_batched_changelogs(
 
 
 def _hold_batched(pipeline: Pipeline, gate: Service, prefix: str, count: int) -> None:
-    """*count* accepted events written in batches of many records; wait until held."""
+    """*count* accepted events written in batches of many records; wait until held.
+    A gate not yet started meets them as a backlog, so it decides them in batches
+    of many, to the last (a gate already running may decide the tail one by one)."""
     keys = [f"lerum:{prefix}{i}".encode() for i in range(count)]
     events = [accepted_event(i, prefix) for i in range(count)]
     write_batched(pipeline.bootstrap, "cms.accepted", list(zip(keys, events, strict=True)))
+    if gate.proc is None:
+        gate.start()
     wait_until(lambda: len(_held(gate.url)) == count, 120, f"{count} items held")
 
 

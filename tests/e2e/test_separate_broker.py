@@ -63,11 +63,11 @@ def test_a_killed_gate_keeps_every_held_item_and_releases_each_once(
 ) -> None:
     pipeline = separate_pipeline
     pipeline.add("ingest").start()
-    gate = pipeline.add("gate", GATEKEEPER_GATE_STORE=store).start()
+    gate = pipeline.add("gate", GATEKEEPER_GATE_STORE=store)
     pipeline.add("publish").start()
     prefix = unique_item("kept") + "-"
     items = [f"{prefix}{n}" for n in range(1500)]
-    _hold_batched(pipeline, gate, prefix, len(items))
+    _hold_batched(pipeline, gate, prefix, len(items))  # the gate starts on a backlog
     assert _listed_end(pipeline.bootstrap, ITEMS_CHANGELOG) < len(
         TopicReader(pipeline.bootstrap).records(ITEMS_CHANGELOG)
     ), "the changelog was written in batches of several records"
