@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.gate_bench import PARTITIONS, _pct, _receipt
+from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
@@ -139,14 +139,6 @@ def _every_release(bootstrap: str, m: int, measured: Any) -> list[Any]:
             keys |= {r.key for r in mine}
     consumer.close()
     return out
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (loopback)
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def _figures(number: int, ins: list[Any], outs: list[Any], killed_at: float) -> dict[str, float]:

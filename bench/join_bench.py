@@ -22,31 +22,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
-from bench.failover_bench import _gate, _ready
+from bench.failover_bench import _gate
 from bench.gate_bench import PARTITIONS
+from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
-from tests.harness import accepted_event, service_env, stop_process, wait_until, write_batched
+from tests.harness import (
+    TopicReader,
+    accepted_event,
+    service_env,
+    stop_process,
+    wait_until,
+    write_batched,
+)
 
 CHANGELOG = "gatekeeper-gate-gate-items-changelog"
 
 
-def _by_key(bootstrap: str, topic: str, seconds: float = 3) -> dict[bytes, list[Any]]:
-    """Each key's (partition, offset) on *topic*, read for *seconds*."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+def _by_key(bootstrap: str, topic: str) -> dict[bytes, list[Any]]:
+    """Each key's (partition, offset) on *topic*, read whole."""
     found: dict[bytes, list[Any]] = {}
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for tp, records in consumer.poll(timeout_ms=300).items():
-            for r in records:
-                found.setdefault(r.key, []).append((tp.partition, r.offset))
-    consumer.close()
+    for r in TopicReader(bootstrap).records(topic, timeout_ms=3000):
+        found.setdefault(r.key, []).append((r.partition, r.offset))
     return found
 
 
