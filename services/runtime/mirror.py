@@ -65,10 +65,16 @@ class TopicMirror(mode.Service):
         )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self.topic)
-        while not partitions:
-            await asyncio.sleep(0.2)
-            await consumer.topics()  # fresh metadata
-            partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            # Not made yet (faust makes a table's changelog as it starts). A started
+            # consumer's own metadata never learns of it: once the broker lists it,
+            # start afresh.
+            listed = await consumer.topics()
+            while self.topic not in listed:
+                await asyncio.sleep(0.5)
+                listed = await consumer.topics()
+            await consumer.stop()
+            return await self._open()
         consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         return consumer
