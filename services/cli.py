@@ -56,7 +56,8 @@ def _fail(message: str) -> int:
 
 
 #: A shared key is guessed sooner the shorter it is; 32 characters of a random
-#: generator are out of reach. Not refused: the contract sets no length.
+#: generator are out of reach. A shorter one is warned about here, and refused
+#: by the settings where GATEKEEPER_MIN_TOKEN_LENGTH asks (the chart sets 32).
 MIN_TOKEN_LENGTH = 32
 SHORT_TOKEN = (
     f"GATEKEEPER_OPERATOR_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: "

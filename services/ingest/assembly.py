@@ -14,6 +14,7 @@ from standardwebhooks import Webhook
 from services.ingest.door import EventDoor
 from services.ingest.normalize import TenantChannels
 from services.ingest.records import RecordHandler
+from services.ingest.seen import SeenIds, SeenWindow
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
@@ -32,6 +33,7 @@ def ingest_handlers(
     deployment: Deployment,
     *,
     seen: TextTable,
+    window: SeenWindow,
     outbox: Outbox,
     registry: CollectorRegistry,
     clock: Clock,
@@ -39,7 +41,9 @@ def ingest_handlers(
     link: KafkaLink | None = None,
 ) -> IngestHandlers:
     """The HTTP door (each tenant's signing secret, the body limit) and the record
-    path, sharing the ids seen, the outbox, the metrics and the tenants' channels."""
+    path, sharing the ids seen (kept for *window*), the outbox, the metrics and the
+    tenants' channels."""
+    seen = SeenIds(seen, window, clock)
     telemetry = IngestTelemetry(registry, deployment.tenants)
     channels: TenantChannels = {
         name: {c.name: c.audience for c in tenant.channels}
@@ -53,6 +57,7 @@ def ingest_handlers(
         channels=channels,
         max_body_bytes=deployment.ingest.max_body_bytes,
         seen=seen,
+        window=window,
         outbox=outbox,
         telemetry=telemetry,
         clock=clock,

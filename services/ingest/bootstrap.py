@@ -15,12 +15,13 @@ from typing import Any
 
 import faust
 import mode
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.ingest import door
 from services.ingest.assembly import ingest_handlers
-from services.ingest.seen import EverySeen
+from services.ingest.seen import EverySeen, SeenWindow
 from services.runtime import topics
 from services.runtime.app import inbound, is_ready, make_app
 from services.runtime.config import Deployment
@@ -59,18 +60,37 @@ def build(
     registry.register(ConsumerLag(app))
     cms_events = app.topic(topics.CMS_EVENTS, key_type=bytes, value_type=bytes)
     mirror: TopicMirror | None = None
+    window = SeenWindow(settings.webhook_id_retention_ms / 1000, settings.webhook_ids_max_bytes)
     if seen is None:
-        table = bytes_table(app, "ingest-seen", settings.partitions)
-        every = EverySeen(FaustTextTable(table))
+        # the changelog keeps an id as long as the window does, then Kafka drops it
+        kept = {"cleanup.policy": "compact,delete", "retention.ms": str(window.retention_ms)}
+        table = bytes_table(app, "ingest-seen", settings.partitions, topic_configs=kept)
+        every = EverySeen(FaustTextTable(table), window)
         # every process reads every process's ids: a redelivery to another is a duplicate
         mirror = TopicMirror(settings, changelog_topic_name(table), every.apply)
         seen = every
+
+        @app.timer(interval=min(60.0, window.retention_s / 4))  # type: ignore[untyped-decorator]
+        async def forget_old_ids() -> None:
+            swept = every.sweep(clock().timestamp())
+            if swept.expired or swept.evicted:
+                log = structlog.get_logger("gatekeeper.ingest")
+                event = "ingest.seen_ids_evicted" if swept.evicted else "ingest.seen_ids_expired"
+                (log.warning if swept.evicted else log.info)(
+                    event,
+                    expired=swept.expired,
+                    evicted=swept.evicted,
+                    kept=swept.kept,
+                    kept_bytes=swept.bytes,
+                )
+
     outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
     link = KafkaLink()
     register_link_metric(registry, link)
     handlers = ingest_handlers(
         deployment,
         seen=seen,
+        window=window,
         outbox=outbox,
         registry=registry,
         clock=clock,

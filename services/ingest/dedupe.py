@@ -8,10 +8,11 @@ one, so a replayed record keeps its id. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import OrderedDict
 
-__all__ = ["RecentIds", "dedupe_id", "event_id_for", "seen_key"]
+__all__ = ["RecentIds", "dedupe_id", "event_id_for", "seen_at", "seen_key", "seen_value"]
 
 _EVENT_NS = uuid.UUID("6f1d7c1e-3c52-4f0e-9a55-2b0a3c4e5d61")
 
@@ -29,6 +30,23 @@ def seen_key(tenant: str, dedupe: str) -> str:
 def event_id_for(key: str, given: str | None) -> str:
     """The id the HTTP door answered with, else one derived from the key (stable on replay)."""
     return given or str(uuid.uuid5(_EVENT_NS, key))
+
+
+def seen_value(event_id: str, at: float) -> str:
+    """What the table ``ingest-seen`` keeps for an id: the event id it was given and
+    when (whole seconds since the epoch, rounded up: an id is kept at least the
+    whole window), so ids can expire."""
+    return f"{event_id} {math.ceil(at)}"
+
+
+def seen_at(value: str) -> tuple[str, float]:
+    """The event id and time in a :func:`seen_value`; a value without a time (kept
+    before ids expired) counts as seen at the epoch."""
+    event_id, _, at = value.partition(" ")
+    try:
+        return event_id, float(at)
+    except ValueError:
+        return event_id, 0.0
 
 
 class RecentIds:

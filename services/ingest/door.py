@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from schemas.events import ContentEvent, ItemStatus, PublishedNotice
 from services.ingest import dedupe, signatures
 from services.ingest.normalize import Invalid, TenantChannels, check_event
 from services.ingest.records import audit_rejection
+from services.ingest.seen import SeenIds, SeenWindow
 from services.ingest.telemetry import IngestTelemetry
 from services.runtime import topics
 from services.runtime.kafka_link import KafkaLink
@@ -150,6 +150,7 @@ class EventDoor:
         channels: TenantChannels,
         max_body_bytes: int,
         seen: TextTable,
+        window: SeenWindow,
         outbox: Outbox,
         telemetry: IngestTelemetry,
         clock: Clock,
@@ -165,7 +166,8 @@ class EventDoor:
         self._telemetry = telemetry
         self._clock = clock
         self._ready = ready
-        self._recent = dedupe.RecentIds()
+        # ids this process answered lately, before the record path remembers them
+        self._recent = SeenIds(dedupe.RecentIds(), window, clock)
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
 
     def add_routes(self, app: web.Application) -> None:
@@ -330,8 +332,10 @@ class EventDoor:
         result = check_event(signed.body, self._channels, tenant=signed.tenant)
         if isinstance(result, Invalid):
             return await self._refuse_invalid(signed, result, path)
-        event_id = str(uuid.uuid4())
         key = signed.key
+        # derived from the id, so a delivery after the id was forgotten is the same
+        # event to the gate, which then records it as already decided
+        event_id = dedupe.event_id_for(key, None)
         if not self._link.may_try():  # refused at once, not queued behind a dead connection
             return _unavailable(path, self._link.reason() or "Kafka unreachable")
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

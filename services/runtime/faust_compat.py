@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ __all__ = [
     "set_current_event",
     "short_fetch_wait",
     "stop_within",
+    "store_delete_without_changelog",
+    "store_items",
     "store_without_changelog",
     "without_spinner",
 ]
@@ -81,6 +83,18 @@ def store_without_changelog(table: Any, key: bytes, value: bytes) -> None:
     write sends (the caller sends it). Writes ``table.data``, the store, past
     ``Table.__setitem__``, whose ``on_key_set`` sends the record."""
     table.data[key] = value
+
+
+def store_items(table: Any) -> Iterator[tuple[bytes, bytes]]:
+    """The entries of *table*'s store in the order it holds them (a memory store:
+    as written or recovered), read past the table's own iteration."""
+    yield from table.data.items()
+
+
+def store_delete_without_changelog(table: Any, key: bytes) -> None:
+    """Delete *key* from *table*'s store alone, with no tombstone on the changelog
+    (for entries the changelog's own retention ends)."""
+    table.data.pop(key, None)
 
 
 def short_fetch_wait(wait_ms: int) -> None:

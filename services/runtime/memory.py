@@ -51,7 +51,14 @@ class DictTextTable:
         return self.data.get(key)
 
     def put(self, key: str, value: str) -> None:
+        self.data.pop(key, None)
         self.data[key] = value
+
+    def oldest_first(self) -> Iterator[tuple[str, str]]:
+        yield from self.data.items()
+
+    def forget(self, key: str) -> None:
+        self.data.pop(key, None)
 
 
 class MemoryOutbox:

@@ -148,6 +148,22 @@ class Settings(BaseSettings):
     topic_retention_ms: int = Field(
         default=7 * 24 * 3600 * 1000, ge=-1, validation_alias=_env("GATEKEEPER_TOPIC_RETENTION_MS")
     )
+    # A webhook-id is a duplicate for this long after it was accepted (longer than a
+    # CMS retries); the ids together take at most this many bytes in each process.
+    webhook_id_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000,
+        ge=1000,
+        validation_alias=_env("GATEKEEPER_WEBHOOK_ID_RETENTION_MS"),
+    )
+    webhook_ids_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        validation_alias=_env("GATEKEEPER_WEBHOOK_IDS_MAX_BYTES"),
+    )
+    # A GATEKEEPER_OPERATOR_TOKEN shorter than this stops start-up (0: warned about).
+    min_token_length: int = Field(
+        default=0, ge=0, le=256, validation_alias=_env("GATEKEEPER_MIN_TOKEN_LENGTH")
+    )
 
     # Consumer group timing. A restarted pod rejoins under its old identity when
     # GATEKEEPER_INSTANCE_ID is stable (static membership, e.g. the pod name).
@@ -188,7 +204,7 @@ class Settings(BaseSettings):
                 "name the proxy's addresses, or anyone who reaches the service could send the "
                 "header"
             )
-        problem = _security_problem(self) or _oidc_problem(self)
+        problem = _security_problem(self) or _oidc_problem(self) or _token_problem(self)
         if problem:
             raise ValueError(problem)
         if self.kafka_heartbeat_interval * 3 > self.kafka_session_timeout:
@@ -258,6 +274,18 @@ def load_settings() -> Settings:
             for error in exc.errors()
         )
         raise SettingsError(f"environment: {problems}") from None
+
+
+def _token_problem(settings: Settings) -> str | None:
+    """GATEKEEPER_MIN_TOKEN_LENGTH, when set, refuses a shorter operator token."""
+    token = settings.operator_token
+    if token is not None and len(token.get_secret_value()) < settings.min_token_length:
+        return (
+            f"GATEKEEPER_OPERATOR_TOKEN is shorter than GATEKEEPER_MIN_TOKEN_LENGTH "
+            f"({settings.min_token_length} characters); make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return None
 
 
 def _oidc_problem(settings: Settings) -> str | None:

@@ -3,7 +3,7 @@ table whose changelog goes out on the outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -13,6 +13,8 @@ from services.runtime.faust_compat import (
     changelog_topic_name,
     current_event_partition,
     keep_changelog_offset,
+    store_delete_without_changelog,
+    store_items,
     store_without_changelog,
 )
 from services.runtime.outboxes import ProducerOutbox
@@ -31,12 +33,19 @@ _ROCKSDB_OPTIONS = {
 }
 
 
-def bytes_table(app: faust.App, name: str, partitions: int, store: str = "memory") -> Any:
+def bytes_table(
+    app: faust.App,
+    name: str,
+    partitions: int,
+    store: str = "memory",
+    topic_configs: Mapping[str, str] | None = None,
+) -> Any:
     """A table of bytes to bytes; the service owns the encoding of its values.
 
     The types are explicit because a table otherwise encodes its changelog as
     JSON, whatever the app's default serializer is. *store* "rocksdb" keeps the
     table on disk under the app's datadir (rocksdict), one database per partition.
+    *topic_configs* are set on the changelog topic when it is made.
     """
     return app.Table(
         name,
@@ -46,6 +55,7 @@ def bytes_table(app: faust.App, name: str, partitions: int, store: str = "memory
         value_type=bytes,
         store=f"{store}:{name}",  # the path names the files; "scheme://" alone is ignored
         options=dict(_ROCKSDB_OPTIONS) if store == "rocksdb" else None,
+        extra_topic_configs=dict(topic_configs or {}),
     )
 
 
@@ -127,4 +137,15 @@ class FaustTextTable:
         return raw.decode() if isinstance(raw, bytes) else None
 
     def put(self, key: str, value: str) -> None:
+        """A key written again moves to the newest end of :meth:`oldest_first`."""
+        store_delete_without_changelog(self._table, key.encode())
         self._table[key.encode()] = value.encode()
+
+    def oldest_first(self) -> Iterator[tuple[str, str]]:
+        """This process's entries in the order written (or recovered)."""
+        for key, raw in store_items(self._table):
+            yield key.decode(), raw.decode()
+
+    def forget(self, key: str) -> None:
+        """Drop an entry here alone: the changelog's retention drops it there."""
+        store_delete_without_changelog(self._table, key.encode())

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from rocksdict import AccessType, Rdict
@@ -63,6 +65,36 @@ def test_idempotency_survives_an_ingest_restart(own_pipeline: Pipeline) -> None:
     fresh = post_event(ingest.url, content_event(item_id=unique_item()))
     assert fresh.status_code == 202
     assert len(topics.json_for("cms.accepted", f"lerum:{item}")) == 1
+
+
+def test_a_webhook_id_is_forgotten_after_the_replay_window(own_pipeline: Pipeline) -> None:
+    ingest = own_pipeline.add("ingest", GATEKEEPER_WEBHOOK_ID_RETENTION_MS="3000").start()
+    topics = TopicReader(own_pipeline.bootstrap)
+    item = unique_item("window")
+    event = content_event(item_id=item)
+    first = post_event(ingest.url, event, webhook_id=f"msg_{item}")
+    accepted_at = time.monotonic()
+    # an id nobody delivers again: the sweep forgets it from the table too
+    other = unique_item("window")
+    assert post_event(ingest.url, content_event(item_id=other)).status_code == 202
+    topics.wait_for("cms.accepted", f"lerum:{item}", lambda v: len(v) == 1)
+    assert post_event(ingest.url, event, webhook_id=f"msg_{item}").status_code == 200
+
+    def delivered_again() -> httpx.Response | None:
+        answer = post_event(ingest.url, event, webhook_id=f"msg_{item}")
+        return answer if answer.status_code == 202 else None
+
+    late = wait_until(delivered_again, 20, "the id to be forgotten", every=0.25)
+    assert time.monotonic() - accepted_at >= 3.0, "a duplicate for the whole window"
+    assert late.json()["event_id"] == first.json()["event_id"], "the gate knows it as decided"
+    again = topics.wait_for("cms.accepted", f"lerum:{item}", lambda v: len(v) == 2)
+    assert {a["event_id"] for a in again} == {first.json()["event_id"]}
+    swept = wait_until(
+        lambda: [line for line in ingest.logs() if line["event"] == "ingest.seen_ids_expired"],
+        10,
+        "the sweep to forget the id in the table as well",
+    )
+    assert swept[0]["expired"] >= 1
 
 
 def test_kafka_down_gets_503_and_nothing_is_accepted(

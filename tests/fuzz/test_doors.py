@@ -24,6 +24,7 @@ from schemas.events import AcceptedEvent, Recorded
 from services.gate.handler import GateHandler
 from services.gate.operator_api import OperatorApi
 from services.ingest.assembly import ingest_handlers
+from services.ingest.seen import SeenWindow
 from services.runtime import topics
 from services.runtime.config import DEFAULT_CONFIG_PATH, Deployment, load_deployment
 from services.runtime.memory import DictTextTable, MemoryOutbox
@@ -51,6 +52,7 @@ class Ingest:
         handlers = ingest_handlers(
             DEPLOYMENT,
             seen=self.seen,
+            window=SeenWindow(retention_s=7 * 86400, max_bytes=64 << 20),
             outbox=self.outbox,
             registry=CollectorRegistry(),
             clock=lambda: datetime.now(UTC),

@@ -110,6 +110,9 @@ def test_workloads_have_probes_resources_and_secret_references(
             assert "value" not in env[name], f"{name} must come from a Secret"
             assert env[name]["valueFrom"]["secretKeyRef"]["name"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"]
+        # a deployed operator token shorter than 32 characters stops the pod's start
+        assert env["GATEKEEPER_MIN_TOKEN_LENGTH"]["value"] == "32"
+        assert env["GATEKEEPER_WEBHOOK_ID_RETENTION_MS"]["value"] == str(7 * 24 * 3600 * 1000)
 
 
 def _gate(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from services.ingest.assembly import IngestHandlers, ingest_handlers
 from services.ingest.door import EventDoor
 from services.ingest.records import RecordHandler
+from services.ingest.seen import SeenWindow
 from services.runtime import topics
 from services.runtime.config import Deployment
 from services.runtime.memory import DictTextTable, MemoryOutbox
@@ -22,11 +23,15 @@ from tests.conftest import content_event
 from tests.harness import sign
 from tests.service.conftest import FakeClock
 
+#: How long the tests' ingest keeps a webhook-id: the chart's default.
+WINDOW = SeenWindow(retention_s=7 * 86400, max_bytes=64 << 20)
+
 
 def _handlers(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> IngestHandlers:
     return ingest_handlers(
         deployment,
         seen=DictTextTable(),
+        window=WINDOW,
         outbox=outbox,
         registry=CollectorRegistry(),
         clock=clock,
@@ -40,6 +45,18 @@ def _door(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> Eve
 
 def _records(deployment: Deployment, outbox: MemoryOutbox, clock: FakeClock) -> RecordHandler:
     return _handlers(deployment, outbox, clock).records
+
+
+def _delivery(item: str, value: bytes, webhook_id: str, offset: int) -> InboundRecord:
+    """A record of Lerum's *item* on ``cms.events``, as the HTTP door writes it."""
+    return InboundRecord(
+        topic=topics.CMS_EVENTS,
+        partition=0,
+        offset=offset,
+        key=f"lerum:{item}".encode(),
+        value=value,
+        headers=(("webhook-id", webhook_id.encode()),),
+    )
 
 
 async def test_two_identical_webhooks_at_the_same_moment_are_written_once(
@@ -143,16 +160,7 @@ async def test_a_record_seen_before_is_accepted_once(
     handler = _records(deployment, outbox, clock)
     value = json.dumps(content_event(item_id="once")).encode()
     for offset in (7, 8):
-        await handler.handle(
-            InboundRecord(
-                topic=topics.CMS_EVENTS,
-                partition=0,
-                offset=offset,
-                key=b"lerum:once",
-                value=value,
-                headers=(("webhook-id", b"msg_once"),),
-            )
-        )
+        await handler.handle(_delivery("once", value, "msg_once", offset))
     assert len(outbox.on(topics.ACCEPTED)) == 1
     [decision] = [json.loads(r.value or b"") for r in outbox.on(topics.DECISIONS)]
     assert decision["kind"] == "accepted"
@@ -180,3 +188,40 @@ async def test_a_webhook_id_over_256_characters_is_refused_and_not_remembered(
     assert longest.status == 202
     # ids are remembered from what goes on to cms.events: only the shorter one did
     assert [dict(r.headers)["webhook-id"] for r in outbox.sent] == [b"m" * 256]
+
+
+async def test_a_webhook_id_is_a_duplicate_for_the_replay_window_and_then_forgotten(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    outbox = MemoryOutbox()
+    handlers = _handlers(deployment, outbox, clock)
+    app = web.Application()
+    handlers.door.add_routes(app)
+    body = json.dumps(content_event(item_id="window")).encode()
+
+    async def post() -> tuple[int, dict[str, Any]]:
+        # signed now: the signature's own 5-minute window is the wall clock's
+        response = await client.post(
+            "/v1/tenants/lerum/events", data=body, headers=sign("lerum", body, "msg_window")
+        )
+        return response.status, await response.json()
+
+    async def record(offset: int) -> None:
+        await handlers.records.handle(_delivery("window", body, "msg_window", offset))
+
+    async with TestClient(TestServer(app)) as client:
+        first = await post()
+        await record(1)
+        clock.advance(days=6, hours=23)
+        again = await post()
+        await record(2)
+        clock.advance(hours=1, seconds=1)
+        late = await post()
+        await record(3)
+    assert [first[0], again[0], late[0]] == [202, 200, 202]
+    assert again[1]["status"] == "duplicate"
+    assert late[1]["event_id"] == first[1]["event_id"], (
+        "a forgotten id gets the same event id, which the gate knows as decided"
+    )
+    accepted = [json.loads(r.value or b"")["event_id"] for r in outbox.on(topics.ACCEPTED)]
+    assert accepted == [first[1]["event_id"]] * 2, "once in the window, once after it"

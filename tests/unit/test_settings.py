@@ -26,3 +26,18 @@ def test_the_proxy_s_addresses_are_addresses_or_ranges(monkeypatch: pytest.Monke
     refusal = "GATEKEEPER_TRUSTED_PROXY_IPS: 'ingress' is no address"
     with pytest.raises(SettingsError, match=refusal):
         load_settings()
+
+
+def test_a_short_operator_token_stops_start_up_where_a_minimum_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEKEEPER_OPERATOR_TOKEN", "demo-operator-token")
+    assert load_settings().operator_token is not None, "no minimum asked: warned about only"
+    monkeypatch.setenv("GATEKEEPER_MIN_TOKEN_LENGTH", "32")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "GATEKEEPER_OPERATOR_TOKEN" in str(refused.value)
+    assert "GATEKEEPER_MIN_TOKEN_LENGTH" in str(refused.value)
+    assert "demo-operator-token" not in str(refused.value), "the token itself is not shown"
+    monkeypatch.setenv("GATEKEEPER_OPERATOR_TOKEN", "k" * 32)
+    assert load_settings().min_token_length == 32
