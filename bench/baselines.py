@@ -4,17 +4,24 @@
 every record; ``python -m bench.baselines faust IN OUT OUT2`` forwards every
 record to both OUT and OUT2, the number of records the gate writes per input
 (its decision and its item's state); ``python -m bench.baselines aiokafka IN
-OUT`` a plain aiokafka consume-and-produce loop. All use the same broker
-settings as the services.
+OUT`` a plain aiokafka consume-and-produce loop; ``python -m bench.baselines
+door PORT OUT`` a bare door for signed events: aiohttp, the ``standardwebhooks``
+verification with Lerum's secret, ``json.loads`` and aiokafka's
+``send_and_wait`` to OUT, answered 202. All use the same broker settings as the
+services.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 from typing import Any
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from services.runtime.app import make_app, run_worker
 from services.runtime.settings import Settings
@@ -68,9 +75,44 @@ async def run_aiokafka(source: str, sink: str) -> None:
         await consumer.stop()
 
 
+async def run_door(port: int, sink: str) -> None:
+    settings = Settings()
+    webhook = Webhook(os.environ["GATEKEEPER_SECRET_LERUM"])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+
+    async def post(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            webhook.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return web.json_response({"title": "Bad signature"}, status=401)
+        event = json.loads(body)
+        key = f"{request.match_info['tenant']}:{event['item_id']}".encode()
+        await producer.send_and_wait(sink, key=key, value=body)
+        return web.json_response({"status": "accepted"}, status=202)
+
+    async def ready(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    app = web.Application()
+    app.router.add_post("/v1/tenants/{tenant}/events", post)
+    app.router.add_get("/readyz", ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await producer.stop()
+
+
 if __name__ == "__main__":
     kind, source, *sinks = sys.argv[1:]
     if kind == "faust":
         run_faust(source, *sinks)
+    elif kind == "door":
+        asyncio.run(run_door(int(source), sinks[0]))
     else:
         asyncio.run(run_aiokafka(source, sinks[0]))

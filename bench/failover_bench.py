@@ -39,7 +39,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.gate_bench import PARTITIONS, _pct, _receipt
+from bench.gate_bench import PARTITIONS, _receipt, percentile
 from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
@@ -151,9 +151,9 @@ def _figures(number: int, ins: list[Any], outs: list[Any], killed_at: float) -> 
     before = sorted(first_out[k] - t for k, t in sent.items() if t < killed_at and k in first_out)
     after = sorted(first_out[k] - t for k, t in sent.items() if t >= killed_at and k in first_out)
     result = {
-        "before_p50": _pct(before, 0.5),
-        "before_p99": _pct(before, 0.99),
-        "after_p99": _pct(after, 0.99),
+        "before_p50": percentile(before, 0.5),
+        "before_p99": percentile(before, 0.99),
+        "after_p99": percentile(after, 0.99),
         "after_max": after[-1],
         "all_out_s": (max(first_out.values()) - killed_at) / 1000,
         "due_out_s": (

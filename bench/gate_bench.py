@@ -129,7 +129,8 @@ def _latencies(
     return sorted(r.timestamp - sent[key_of(r)] for r in outputs if key_of(r) in sent)
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The *q* quantile of sorted *values*."""
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
@@ -160,8 +161,8 @@ def _figures(done: list[Any], cpu: float, lat: list[float]) -> dict[str, float]:
     return {
         "throughput": _throughput(done),
         "cpu_us": cpu,
-        "p50": _pct(lat, 0.5),
-        "p99": _pct(lat, 0.99),
+        "p50": percentile(lat, 0.5),
+        "p99": percentile(lat, 0.99),
         "samples": len(lat),
     }
 

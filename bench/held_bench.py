@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench.gate_bench import PARTITIONS, _latencies, _pct, _receipt, print_targets
+from bench.gate_bench import PARTITIONS, _latencies, _receipt, percentile, print_targets
 from bench.recovery_bench import rss_mib
 from services.gate.paging import cursor_after
 from services.runtime import topic_admin, topics
@@ -198,14 +198,14 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
                     pager.stopped.set()
                     pager.join()
                     result = {
-                        "first_p50": _pct(first, 0.5),
-                        "first_p99": _pct(first, 0.99),
-                        "deep_p50": _pct(middle, 0.5),
-                        "deep_p99": _pct(middle, 0.99),
-                        "calm_p50": _pct(calm, 0.5),
-                        "calm_p99": _pct(calm, 0.99),
-                        "paged_p50": _pct(paged, 0.5),
-                        "paged_p99": _pct(paged, 0.99),
+                        "first_p50": percentile(first, 0.5),
+                        "first_p99": percentile(first, 0.99),
+                        "deep_p50": percentile(middle, 0.5),
+                        "deep_p99": percentile(middle, 0.99),
+                        "calm_p50": percentile(calm, 0.5),
+                        "calm_p99": percentile(calm, 0.99),
+                        "paged_p50": percentile(paged, 0.5),
+                        "paged_p99": percentile(paged, 0.99),
                         "pages_per_s": pager.pages / (time.monotonic() - begun),
                     }
                     results.append(result)
