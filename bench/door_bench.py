@@ -45,7 +45,7 @@ from bench.gate_bench import percentile, print_targets
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
-from tests.conftest import content_event
+from tests.conftest import internal_notice
 from tests.harness import BENCH_SECRETS, service_env, start_process, stop_process, wait_until
 
 CLIENTS_PER_WORKER = 5
@@ -61,12 +61,13 @@ SIGNED_PER_SECOND = 2500
 # -- the load generator (a worker process) ------------------------------------------
 
 
-def _signed(count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
+def signed(events: list[dict[str, Any]], tag: str) -> list[tuple[bytes, dict[str, str]]]:
+    """Each event's body and headers, signed now with Lerum's bench secret, each with
+    a ``webhook-id`` of its own."""
     webhook = Webhook(BENCH_SECRETS["GATEKEEPER_SECRET_LERUM"])
     now = datetime.now(UTC)
     out = []
-    for n in range(count):
-        event = content_event(item_id=f"door-{tag}-{n}", audience="internal", channels=["intranet"])
+    for n, event in enumerate(events):
         body = json.dumps(event).encode()
         webhook_id = f"msg_{tag}_{n}_{uuid.uuid4().hex[:8]}"
         headers = {
@@ -77,6 +78,10 @@ def _signed(count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
         }
         out.append((body, headers))
     return out
+
+
+def _notices(count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
+    return signed([internal_notice(item_id=f"door-{tag}-{n}") for n in range(count)], tag)
 
 
 async def _client(
@@ -110,7 +115,7 @@ async def _client(
 async def _worker(url: str, clients: int, seconds: float, tag: str) -> None:
     """Sign, say so on stdout, read the start time (epoch seconds) on stdin, load."""
     pools = [
-        _signed(10 + math.ceil(SIGNED_PER_SECOND * seconds / clients), f"{tag}-{c}")
+        _notices(10 + math.ceil(SIGNED_PER_SECOND * seconds / clients), f"{tag}-{c}")
         for c in range(clients)
     ]
     started: asyncio.Future[float] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,352 @@
+"""The whole path under load: an internal notice's POST to its external release's
+receipt, beside a chain of bare faust hops as long.
+
+    python -m bench.path_bench [--rounds 3] [--rates 10,100,500] [--seconds 5]
+                               [--profiles separate,embedded]
+
+Each round and profile runs on a fresh embedded broker. The pipeline: ingest,
+gate and publish as processes (``gatekeeper serve``): ``separate`` as the chart
+starts them (no embedded flag, a stable instance id each, the default group
+timings), ``embedded`` as ``gatekeeper up`` starts them. Lerum's ``intranet`` is
+a webhook to a receiver process, and its external channels are ``web`` (the
+Kafka topic ``external.web``) and ``site`` (a webhook to a second receiver
+process); each receiver verifies signatures and answers 200 at once.
+
+At each RATE, RATE x SECONDS items (at least 100): their external versions are
+POSTed first and held; then their internal notices are POSTed at RATE a second
+(open loop: each at its own moment, whatever the answers before it). An item's
+latency is from sending its internal notice's POST to its external release
+reaching the ``site`` receiver (and, second figure, its record's timestamp on
+``external.web``). The path: the door's write to ``cms.events``, ingest's agent
+to ``cms.accepted``, the gate to ``gate.releases``, publish to the intranet and
+``publish.receipts``, the gate's release to ``gate.releases``, publish to the
+channels: five faust hops and two webhook deliveries.
+
+The baseline in the same round: a bare door (``bench.baselines``) and five bare
+faust passthrough hops in three processes, as the pipeline's hops are spread
+(door and hop 1; hops 2 and 4; hops 3 and 5), loaded the same way; its latency
+is from the POST to the last hop's record timestamp.
+
+Every round is printed, one item's trace (each hop's record timestamp) once,
+then the targets: p99 at most 1.5x the bare chain's at every rate, and at most
+100 ms at 100 items/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import yaml
+
+from bench.door_bench import signed
+from bench.gate_bench import percentile, print_targets
+from bench.receiver import Receiver
+from services.runtime import topic_admin, topics
+from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
+from tests.conftest import content_event, internal_notice, with_outbound_secrets
+from tests.harness import (
+    TopicReader,
+    service_env,
+    start_process,
+    stop_process,
+    wait_until,
+)
+
+OUTBOUND = {
+    "GATEKEEPER_OUTBOUND_LERUM": "whsec_YmVuY2gtb3V0Ym91bmQtbGVydW0tc2VjcmV0LTEyMw==",
+    "GATEKEEPER_OUTBOUND_ALE": "whsec_YmVuY2gtb3V0Ym91bmQtYWxlLXNlY3JldC0xMjM0NQ==",
+}
+OPERATOR = {"Authorization": "Bearer bench-operator-token"}
+CHAIN = [f"bench.c{n}" for n in range(6)]
+#: the bare chain's processes, spread as the pipeline's hops are
+CHAIN_PROCESSES = {
+    "a": ("DOOR", [f"{CHAIN[0]}:{CHAIN[1]}"]),
+    "b": ("-", [f"{CHAIN[1]}:{CHAIN[2]}", f"{CHAIN[3]}:{CHAIN[4]}"]),
+    "c": ("-", [f"{CHAIN[2]}:{CHAIN[3]}", f"{CHAIN[4]}:{CHAIN[5]}"]),
+}
+P99_RATIO = 1.5
+P99_AT_100_MS = 100.0
+MIN_ITEMS = 100
+
+
+# -- load ---------------------------------------------------------------------------
+
+
+async def fire(
+    url: str, requests: list[tuple[bytes, dict[str, str]]], rate: float | None
+) -> list[float]:
+    """POST each request, at *rate* a second (open loop) or as fast as 20 connections
+    go; the moment each was sent (epoch seconds). Every answer must be 202."""
+    sent = [0.0] * len(requests)
+    refused: list[int] = []
+    gate = asyncio.Semaphore(20 if rate is None else len(requests))
+    begin = time.time() + 0.1
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+
+        async def one(n: int, body: bytes, headers: dict[str, str]) -> None:
+            if rate is not None:
+                await asyncio.sleep(max(0.0, begin + n / rate - time.time()))
+            async with gate:
+                sent[n] = time.time()
+                async with session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status != 202:
+                        refused.append(answer.status)
+
+        await asyncio.gather(*(one(n, b, h) for n, (b, h) in enumerate(requests)))
+    if refused:
+        raise SystemExit(f"{url}: {len(refused)} answers were not 202: {refused[:5]}")
+    return sent
+
+
+def _held(gate: str, count: int) -> bool:
+    """Whether the gate holds at least *count* items."""
+    try:
+        answer = httpx.get(f"{gate}/v1/held", params={"limit": "1"}, headers=OPERATOR, timeout=5)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200 and int(answer.json()["count"]) >= count
+
+
+def _stamps(bootstrap: str, topic: str, keep: Callable[[Any], bool] = bool) -> dict[str, float]:
+    """Each key's first record time on *topic* (epoch seconds), keys without the tenant."""
+    first: dict[str, float] = {}
+    for record in TopicReader(bootstrap).records(topic, timeout_ms=2000):
+        if record.key and keep(record):
+            first.setdefault(record.key.decode().split(":", 1)[1], record.timestamp / 1000)
+    return first
+
+
+def latencies(posted: dict[str, float], arrived: dict[str, float]) -> dict[str, float]:
+    """p50, p99 and max (ms) of each posted item's arrival; every item must arrive."""
+    missing = [item for item in posted if item not in arrived]
+    if missing:
+        raise SystemExit(f"{len(missing)} items never arrived, e.g. {missing[:3]}")
+    values = sorted((arrived[item] - at) * 1000 for item, at in posted.items())
+    return {
+        "p50": percentile(values, 0.5),
+        "p99": percentile(values, 0.99),
+        "max": values[-1],
+    }
+
+
+# -- the pipeline ---------------------------------------------------------------------
+
+
+def _config(workdir: Path, intranet: str, site: str) -> Path:
+    raw = with_outbound_secrets(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+    channels = raw["tenants"]["lerum"]["channels"]
+    for channel in channels:
+        if channel["name"] == "intranet":
+            channel["transport"] = {"kind": "webhook", "url": intranet}
+    channels.append(
+        {"name": "site", "audience": "external", "transport": {"kind": "webhook", "url": site}}
+    )
+    path = workdir / "gatekeeper.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
+
+
+def _env(broker: EmbeddedBroker, workdir: Path, profile: str, **extra: str) -> dict[str, str]:
+    env = service_env(broker, workdir, 4, **OUTBOUND, **extra)
+    if profile == "separate":  # as the chart starts them
+        del env["GATEKEEPER_EMBEDDED_BROKER"]
+    return env
+
+
+def run_pipeline(
+    number: int, profile: str, rates: list[float], seconds: float, trace: bool
+) -> dict[float, dict[str, dict[str, float]]]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-path-{profile}-"))
+    secret = OUTBOUND["GATEKEEPER_OUTBOUND_LERUM"]
+    intranet, site = Receiver(free_port(), secret), Receiver(free_port(), secret)
+    procs = []
+    try:
+        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+            config = _config(workdir, intranet.url, site.url)
+            ports = {name: free_port() for name in ("ingest", "gate", "publish")}
+            base = _env(broker, workdir, profile, GATEKEEPER_CONFIG=str(config))
+            deployment = load_deployment(config, base)
+            topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), 4, 1)
+            for name, port in ports.items():
+                env = base | {f"GATEKEEPER_{name.upper()}_PORT": str(port)}
+                if profile == "separate":
+                    env["GATEKEEPER_INSTANCE_ID"] = f"{workdir.name}-{name}"
+                argv = [sys.executable, "-m", "services.cli", "serve", name]
+                procs.append(start_process(argv, env, workdir / f"{name}.log"))
+            ingest = f"http://127.0.0.1:{ports['ingest']}/v1/tenants/lerum/events"
+            gate = f"http://127.0.0.1:{ports['gate']}"
+            for port in ports.values():
+                url = f"http://127.0.0.1:{port}/readyz"
+                wait_until(functools.partial(_ok, url), 120, f"{url} ready")
+            posted: dict[float, dict[str, float]] = {}
+            released = 0
+            for rate in [1.0, *rates]:  # the first, a few items: every hop warmed up
+                count = 5 if rate == 1.0 else max(MIN_ITEMS, int(rate * seconds))
+                tag = f"path-{profile}-{number}-{rate:g}"
+                items = [f"{tag}-{n}" for n in range(count)]
+                external = [content_event(item_id=i, channels=["web", "site"]) for i in items]
+                asyncio.run(fire(ingest, signed(external, f"{tag}-x"), None))
+                wait_until(functools.partial(_held, gate, count), 120, f"{count} held")
+                notices = signed([internal_notice(item_id=i) for i in items], f"{tag}-i")
+                sent = asyncio.run(fire(ingest, notices, rate))
+                released += count
+                wait_until(
+                    functools.partial(site.has, released), 180, f"{released} at the receiver"
+                )
+                if rate != 1.0:
+                    posted[rate] = dict(zip(items, sent, strict=True))
+            web = _stamps(broker.bootstrap, "external.web")
+            if trace:
+                print_trace(broker.bootstrap, posted[rates[len(rates) // 2]])
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        arrived_site = site.stop()
+        intranet.stop()
+    return {
+        rate: {"site": latencies(p, arrived_site), "web": latencies(p, web)}
+        for rate, p in posted.items()
+    }
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def print_trace(bootstrap: str, posted: dict[str, float]) -> None:
+    """One item's path, each hop's record timestamp after its POST was sent."""
+    item = sorted(posted)[len(posted) // 2]
+    start = posted[item]
+
+    def audience(kind: str) -> Callable[[Any], bool]:
+        """This item's records; of *kind*'s audience when it is named."""
+        marker = f'"{kind}"'.encode() if kind else b""
+        return lambda r: r.key.decode().endswith(f":{item}") and marker in r.value
+
+    hops = [
+        ("the door's write to cms.events", "cms.events", "internal"),
+        ("ingest's agent to cms.accepted", "cms.accepted", "internal"),
+        ("the gate releases the notice", "gate.releases", "internal"),
+        ("publish's receipt", "publish.receipts", "internal"),
+        ("the gate releases the external", "gate.releases", "external"),
+        ("publish writes external.web", "external.web", ""),
+    ]
+    print(f"one item's path ({item}), ms after its internal notice's POST was sent:")
+    for what, topic, kind in hops:
+        stamps = _stamps(bootstrap, topic, audience(kind))
+        if item in stamps:
+            print(f"  {(stamps[item] - start) * 1000:7.1f}  {what}")
+
+
+# -- the bare chain -------------------------------------------------------------------
+
+
+def run_chain(
+    number: int, profile: str, rates: list[float], seconds: float
+) -> dict[float, dict[str, float]]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"gatekeeper-chain-{profile}-"))
+    procs = []
+    figures = {}
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        env = _env(broker, workdir, profile)
+        topic_admin.ensure_topics(broker.bootstrap, CHAIN, 4, 1)
+        port = free_port()
+        for name, (door, pairs) in CHAIN_PROCESSES.items():
+            door = f"{port}:{CHAIN[0]}" if door == "DOOR" else door
+            argv = [sys.executable, "-m", "bench.baselines", "chain", name, door, *pairs]
+            procs.append(start_process(argv, env, workdir / f"chain-{name}.log"))
+        try:
+            url = f"http://127.0.0.1:{port}/v1/tenants/lerum/events"
+            wait_until(functools.partial(_ok, f"http://127.0.0.1:{port}/readyz"), 60, "door")
+            for rate in [1.0, *rates]:
+                count = 5 if rate == 1.0 else max(MIN_ITEMS, int(rate * seconds))
+                tag = f"chain-{profile}-{number}-{rate:g}"
+                items = [f"{tag}-{n}" for n in range(count)]
+                notices = signed([internal_notice(item_id=i) for i in items], tag)
+                sent = asyncio.run(fire(url, notices, rate))
+
+                def through(wanted: list[str] = items) -> dict[str, float] | None:
+                    stamps = _stamps(broker.bootstrap, CHAIN[-1])
+                    return stamps if all(i in stamps for i in wanted) else None
+
+                arrived = wait_until(through, 180, f"{count} items through the chain", every=1)
+                if rate != 1.0:
+                    figures[rate] = latencies(dict(zip(items, sent, strict=True)), arrived)
+        finally:
+            for proc in procs:
+                stop_process(proc)
+    return figures
+
+
+# -- the bench --------------------------------------------------------------------------
+
+
+def _row(number: int, profile: str, rate: float, what: str, f: dict[str, float]) -> None:
+    print(
+        f"round {number} {profile:8s} {rate:4g}/s  {what:28s} p50 {f['p50']:6.1f} ms"
+        f"   p99 {f['p99']:6.1f} ms   max {f['max']:6.1f} ms",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="10,100,500")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--profiles", default="separate,embedded")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    profiles = args.profiles.split(",")
+    rounds: list[dict[str, Any]] = []
+    for number in range(1, args.rounds + 1):
+        got: dict[str, Any] = {}
+        for profile in profiles:
+            pipeline = run_pipeline(number, profile, rates, args.seconds, trace=number == 1)
+            chain = run_chain(number, profile, rates, args.seconds)
+            for rate in rates:
+                _row(number, profile, rate, "pipeline, webhook receipt", pipeline[rate]["site"])
+                _row(number, profile, rate, "pipeline, external.web", pipeline[rate]["web"])
+                _row(number, profile, rate, "bare chain", chain[rate])
+            got[profile] = {"pipeline": pipeline, "chain": chain}
+        rounds.append(got)
+    print()
+    print_targets(targets(rounds, profiles, rates))
+
+
+def targets(rounds: list[dict[str, Any]], profiles: list[str], rates: list[float]) -> list[Any]:
+    rows = []
+    for profile in profiles:
+        for rate in rates:
+            ours = statistics.median(r[profile]["pipeline"][rate]["site"]["p99"] for r in rounds)
+            bare = statistics.median(r[profile]["chain"][rate]["p99"] for r in rounds)
+            rows.append(
+                (f"path p99 {profile} {rate:g}/s vs bare chain", f"{ours / bare:.2f}x",
+                 f"<= {P99_RATIO}x", ours <= P99_RATIO * bare)
+            )  # fmt: skip
+            if rate == 100:
+                rows.append(
+                    (f"path p99 {profile} 100/s", f"{ours:.0f} ms",
+                     f"<= {P99_AT_100_MS:.0f} ms", ours <= P99_AT_100_MS)
+                )  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
