@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import statistics
 import sys
 import tempfile
@@ -50,7 +51,7 @@ import httpx
 import yaml
 
 from bench.door_bench import signed
-from bench.gate_bench import percentile, print_targets
+from bench.gate_bench import cpu_seconds, percentile, print_targets
 from bench.receiver import Receiver
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
@@ -191,6 +192,10 @@ def run_pipeline(
             for port in ports.values():
                 url = f"http://127.0.0.1:{port}/readyz"
                 wait_until(functools.partial(_ok, url), 120, f"{url} ready")
+            pids: dict[str, int | None] = {
+                name: proc.pid for name, proc in zip(ports, procs, strict=True)
+            }
+            pids |= {"broker": broker.pid, "receivers": intranet.pid, "receivers2": site.pid}
             posted: dict[float, dict[str, float]] = {}
             released = 0
             for rate in [1.0, *rates]:  # the first, a few items: every hop warmed up
@@ -201,11 +206,14 @@ def run_pipeline(
                 asyncio.run(fire(ingest, signed(external, f"{tag}-x"), None))
                 wait_until(functools.partial(_held, gate, count), 120, f"{count} held")
                 notices = signed([internal_notice(item_id=i) for i in items], f"{tag}-i")
+                cpu_before, wall_before = _cpu(pids), time.monotonic()
                 sent = asyncio.run(fire(ingest, notices, rate))
                 released += count
                 wait_until(
                     functools.partial(site.has, released), 180, f"{released} at the receiver"
                 )
+                if rate != 1.0:
+                    _print_cpu(rate, count, _cpu(pids), cpu_before, wall_before)
                 if rate != 1.0:
                     posted[rate] = dict(zip(items, sent, strict=True))
             web = _stamps(broker.bootstrap, "external.web")
@@ -222,6 +230,28 @@ def run_pipeline(
     }
 
 
+def _cpu(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each process, and of this one (the load generator)."""
+    used = {"generator": time.process_time()}
+    for name, pid in pids.items():
+        if pid is not None:
+            used[name.rstrip("2")] = used.get(name.rstrip("2"), 0.0) + cpu_seconds(pid)
+    return used
+
+
+def _print_cpu(
+    rate: float, count: int, after: dict[str, float], before: dict[str, float], since: float
+) -> None:
+    used = {name: seconds - before[name] for name, seconds in after.items()}
+    wall = time.monotonic() - since
+    each = "  ".join(f"{name} {seconds / count * 1000:.2f}" for name, seconds in used.items())
+    print(
+        f"  {rate:g}/s: CPU ms per item  {each}   cores busy"
+        f" {sum(used.values()) / wall:.2f} of {os.cpu_count()}",
+        flush=True,
+    )
+
+
 def _ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -230,14 +260,14 @@ def _ok(url: str) -> bool:
 
 
 def print_trace(bootstrap: str, posted: dict[str, float]) -> None:
-    """One item's path, each hop's record timestamp after its POST was sent."""
+    """Where the time goes: each hop's record timestamp after the internal notice's POST
+    was sent, for one item and the median of every item at that rate."""
     item = sorted(posted)[len(posted) // 2]
-    start = posted[item]
 
     def audience(kind: str) -> Callable[[Any], bool]:
-        """This item's records; of *kind*'s audience when it is named."""
+        """Records of *kind*'s audience, when it is named."""
         marker = f'"{kind}"'.encode() if kind else b""
-        return lambda r: r.key.decode().endswith(f":{item}") and marker in r.value
+        return lambda r: marker in r.value
 
     hops = [
         ("the door's write to cms.events", "cms.events", "internal"),
@@ -247,11 +277,13 @@ def print_trace(bootstrap: str, posted: dict[str, float]) -> None:
         ("the gate releases the external", "gate.releases", "external"),
         ("publish writes external.web", "external.web", ""),
     ]
-    print(f"one item's path ({item}), ms after its internal notice's POST was sent:")
+    print(f"the path at {len(posted)} items, ms after the internal notice's POST was sent:")
+    print(f"  {'one item':>9s}  {'median':>7s}")
     for what, topic, kind in hops:
         stamps = _stamps(bootstrap, topic, audience(kind))
-        if item in stamps:
-            print(f"  {(stamps[item] - start) * 1000:7.1f}  {what}")
+        each = [(stamps[i] - at) * 1000 for i, at in posted.items() if i in stamps]
+        one = f"{(stamps[item] - posted[item]) * 1000:9.1f}" if item in stamps else " " * 9
+        print(f"  {one}  {statistics.median(each):7.1f}  {what}")
 
 
 # -- the bare chain -------------------------------------------------------------------

@@ -66,6 +66,10 @@ class Receiver:
             raise SystemExit(f"the receiver on port {port} did not start")
 
     @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
