@@ -4,7 +4,8 @@ A slow or failing receiver never holds back another channel or item. Each
 attempt waits for the time its durable record says, is made, and what it
 learned (delivered, retry at a time, or failed for good) goes back through
 ``publish.outcomes`` to the handler, the only writer of the delivery records;
-so a restart resumes every delivery at its next due time.
+so a restart resumes every delivery at its next due time. A publication's
+receipt goes to the gate with its outcome, not after the handler read it back.
 """
 
 from __future__ import annotations
@@ -82,9 +83,18 @@ class Attempts:
         try:
             outcome = await self._attempt(record)
             key = ItemKey(order.tenant, order.item_id).encode()
-            await self._outbox.send_all(
-                [OutboundRecord(topics.PUBLISH_OUTCOMES, key, outcome.model_dump_json().encode())]
-            )
+            written = [
+                OutboundRecord(topics.PUBLISH_OUTCOMES, key, outcome.model_dump_json().encode())
+            ]
+            if outcome.receipted:
+                # The gate learns of the delivery now, not one hop later when the
+                # outcome is recorded. Should the outcome be lost in a crash, the
+                # next attempt is a repeat to the receiver and sends it again;
+                # the gate takes a repeated receipt for what it is.
+                receipt = delivery.receipt_for(order, record.channel, outcome.at)
+                value = receipt.model_dump_json().encode()
+                written.insert(0, OutboundRecord(topics.RECEIPTS, key, value))
+            await self._outbox.send_all(written)
             # The key stays running until the handler has recorded this outcome,
             # so a scan does not start the same delivery again meanwhile.
         except BaseException:
@@ -143,4 +153,5 @@ class Attempts:
             attempts=attempt,
             payload=sent.decode("utf-8", "replace"),
             at=self._clock(),
+            receipted=record.kind == "publication",
         )

@@ -2,7 +2,8 @@
 
 In: ``gate.releases`` (ReleaseOrder) and ``publish.outcomes`` (attempt outcomes
 and redelivery requests), co-partitioned by ``{tenant}:{item_id}`` and read by
-one agent, the only writer of the table ``publish-deliveries``: one record per
+one agent in batches (one partition's inputs in order, partitions side by side),
+the only writer of the table ``publish-deliveries``: one record per
 (tenant, item, version, channel, action), ``pending``, ``delivered`` or
 ``dead``, checked before anything is sent.
 
@@ -15,7 +16,7 @@ background); ``publish.receipts`` (DeliveryReceipt, for the gate),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from services.publish.operator_api import OperatorApi
 from services.publish.transports import transports_of
 from services.runtime import topics
 from services.runtime.app import inbound, is_ready, make_app
+from services.runtime.batches import PartitionBatches
 from services.runtime.config import Deployment
 from services.runtime.kafka_link import KafkaLink
 from services.runtime.kafka_probe import KafkaProbe, register_link_metric
@@ -41,10 +43,10 @@ from services.runtime.metrics import ConsumerLag
 from services.runtime.mirror import TopicMirror, register_mirrors
 from services.runtime.openapi import add_openapi, document, package_version
 from services.runtime.operators import OperatorDirectory, operators_from
-from services.runtime.outboxes import FaustOutbox
+from services.runtime.outboxes import ProducerOutbox
 from services.runtime.ports import Clock, ModelTable, Outbox, utcnow
 from services.runtime.settings import Settings
-from services.runtime.tables import FaustModelTable, bytes_table
+from services.runtime.tables import OutboxModelTable, bytes_table
 from services.runtime.web import LoginGuard, WebService, base_app
 
 __all__ = ["PublishService", "build"]
@@ -80,7 +82,9 @@ def build(
         value_type=bytes,
     )
     table = bytes_table(app, "publish-deliveries", settings.partitions)
-    outbox = outbox or FaustOutbox(app, settings.kafka_write_timeout)
+    # Outputs and the table's changelog go out on one producer that batches.
+    producer = ProducerOutbox(settings, settings.kafka_write_timeout)
+    outbox = outbox or producer
     transports = transports or transports_of(deployment, clock)
     # Dead letters every publish process lists: publish.dead, read whole by each.
     dead = DeadLetters()
@@ -88,7 +92,7 @@ def build(
     register_mirrors(registry, [letters])
     handler = publish_handler(
         deployment,
-        records=records or FaustModelTable(table, Delivery),
+        records=records or OutboxModelTable(table, Delivery, producer),
         outbox=outbox,
         transports=transports,
         registry=registry,
@@ -97,10 +101,16 @@ def build(
         dead=dead,
     )
 
+    async def decide(events: Sequence[Any], enter: Callable[[int], None]) -> Awaitable[None]:
+        return await handler.decide_batch([inbound(e) for e in events], enter)
+
+    # One item's inputs in order; partitions side by side, in batches.
+    batches = PartitionBatches(app, decide)
+
     @app.agent(inputs)
     async def publish(stream: Any) -> None:
-        async for event in stream.events():
-            await handler.handle(inbound(event))
+        async for event in stream.noack().events():
+            await batches.feed(event)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def resume_pending() -> None:
@@ -134,5 +144,5 @@ def build(
     )
     web_service = WebService(web_app, settings.host, settings.publish_port)
     probe = KafkaProbe(settings, link)
-    services = [web_service, probe, letters]
+    services = [web_service, producer, probe, letters]
     return PublishService(app=app, services=services, web_app=web_app, handler=handler)

@@ -149,6 +149,8 @@ class Outcome(Immutable):
     payload: str | None = None
     retry_at: datetime | None = None
     at: datetime
+    #: ``delivered``: the attempt sent the receipt with this outcome already
+    receipted: bool = False
 
 
 def pending(

@@ -8,7 +8,8 @@ and their outcomes come back as inputs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from email.utils import getaddresses
 
 from pydantic import ValidationError
@@ -75,8 +76,30 @@ def _item_key(record: Delivery) -> bytes:
     return ItemKey(record.order.tenant, record.order.item_id).encode()
 
 
+def _nothing(_: int) -> None:
+    return None
+
+
+@dataclass
+class _Batch:
+    """What a batch of inputs decided, written and saved together."""
+
+    index: int = 0
+    outbound: list[OutboundRecord] = field(default_factory=list)
+    #: each changed delivery record, and the input that last changed it
+    puts: dict[str, tuple[int, Delivery]] = field(default_factory=dict)
+    dead: list[tuple[str, float, Delivery | None]] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+
+
 class PublishHandler:
-    """Orders and outcomes in, deliveries out; dead letters listed and redelivered."""
+    """Orders and outcomes in, deliveries out; dead letters listed and redelivered.
+
+    Inputs are decided in batches (:meth:`decide_batch`): every record a batch
+    writes goes out in one call, before the delivery records are saved and before
+    any attempt starts. ``on_order`` and the other ``on_*`` methods are a batch of
+    one input each.
+    """
 
     def __init__(
         self,
@@ -107,23 +130,70 @@ class PublishHandler:
         return self._attempts
 
     async def handle(self, record: InboundRecord) -> None:
+        """One input as a batch of its own, saved before this answers."""
+        await (await self.decide_batch([record]))
+
+    async def decide_batch(
+        self, records: Sequence[InboundRecord], enter: Callable[[int], None] = _nothing
+    ) -> Awaitable[None]:
+        """Decide inputs in their order and write every effect; put the changed delivery
+        records and answer what waits until they are saved. *enter(i)* is called
+        before what input *i* left is put (the runner makes that input current)."""
+        batch = _Batch()
+        for i, record in enumerate(records):
+            batch.index = i
+            self._collect(batch, record)
+        return await self._flush(batch, enter)
+
+    def _collect(self, batch: _Batch, record: InboundRecord) -> None:
         if record.value is None:
             return
         try:
             if record.topic == topics.RELEASES:
-                await self.on_order(ReleaseOrder.model_validate_json(record.value))
+                self._order(batch, ReleaseOrder.model_validate_json(record.value))
             elif record.topic == topics.NOTIFICATIONS and _is_report(record):
-                await self.on_report(FollowUpReport.model_validate_json(record.value))
+                self._report_order(batch, FollowUpReport.model_validate_json(record.value))
             elif record.topic == topics.NOTIFICATIONS:
-                await self.on_notification(Notification.model_validate_json(record.value))
+                self._notification(batch, Notification.model_validate_json(record.value))
             elif record.topic == topics.STATUS:
-                await self.on_status(ItemStatus.model_validate_json(record.value))
+                self._status(batch, ItemStatus.model_validate_json(record.value))
             else:
-                await self.on_outcome(Outcome.model_validate_json(record.value))
+                self._outcome(batch, Outcome.model_validate_json(record.value))
         except ValidationError as exc:
             self._telemetry.undecodable_input(record, exc.error_count())
 
+    async def _flush(self, batch: _Batch, enter: Callable[[int], None]) -> Awaitable[None]:
+        await self._outbox.send_all(batch.outbound)
+        for key, stamp, dead in batch.dead:
+            self._dead.put(key, stamp, dead)
+        for key, (i, after) in batch.puts.items():
+            enter(i)
+            self._records.put(key.encode(), after)
+        for effect in batch.effects:
+            self._report(effect)
+        return self._records.saved()
+
+    async def _one(self, collect: Callable[[_Batch], None]) -> None:
+        batch = _Batch()
+        collect(batch)
+        await (await self._flush(batch, _nothing))
+
     async def on_order(self, order: ReleaseOrder) -> None:
+        await self._one(lambda batch: self._order(batch, order))
+
+    async def on_notification(self, notification: Notification) -> None:
+        await self._one(lambda batch: self._notification(batch, notification))
+
+    async def on_report(self, report: FollowUpReport) -> None:
+        await self._one(lambda batch: self._report_order(batch, report))
+
+    async def on_status(self, item: ItemStatus) -> None:
+        await self._one(lambda batch: self._status(batch, item))
+
+    async def on_outcome(self, outcome: Outcome) -> None:
+        await self._one(lambda batch: self._outcome(batch, outcome))
+
+    def _order(self, batch: _Batch, order: ReleaseOrder) -> None:
         tenant = self._deployment.tenants.get(order.tenant)
         if tenant is None:
             self._telemetry.unknown_tenant(order.tenant, order.item_id)
@@ -135,9 +205,9 @@ class PublishHandler:
                 continue
             transport = channel.transport
             topic = transport.topic if isinstance(transport, KafkaTransport) else None
-            await self._step(delivery.delivery_key(order, name), Order(order, name, topic))
+            self._step(batch, delivery.delivery_key(order, name), Order(order, name, topic))
 
-    async def on_notification(self, notification: Notification) -> None:
+    def _notification(self, batch: _Batch, notification: Notification) -> None:
         """An e-mail about a held item, to its contact and the tenant's communications desk."""
         tenant = self._deployment.tenants.get(notification.tenant)
         if tenant is None or tenant.notifications is None:
@@ -153,9 +223,9 @@ class PublishHandler:
         )
         channel = notifications.channel_of(notification.kind)
         inp = Order(order, channel, None, kind="notification")
-        await self._step(delivery.delivery_key(order, channel), inp)
+        self._step(batch, delivery.delivery_key(order, channel), inp)
 
-    async def on_report(self, report: FollowUpReport) -> None:
+    def _report_order(self, batch: _Batch, report: FollowUpReport) -> None:
         """The monthly follow-up e-mail to the tenant's communications desk, once a month."""
         tenant = self._deployment.tenants.get(report.tenant)
         if tenant is None or tenant.notifications is None:
@@ -165,9 +235,9 @@ class PublishHandler:
         order = notifications.report_order(report, _sender(tenant, tenant.name), desk)
         channel = notifications.REPORT_CHANNEL
         inp = Order(order, channel, None, kind="notification")
-        await self._step(delivery.delivery_key(order, channel), inp)
+        self._step(batch, delivery.delivery_key(order, channel), inp)
 
-    async def on_status(self, item: ItemStatus) -> None:
+    def _status(self, batch: _Batch, item: ItemStatus) -> None:
         """A status for the CMS's status webhook, signed and retried like a channel's."""
         tenant = self._deployment.tenants.get(item.tenant)
         if tenant is None or tenant.status_webhook is None:
@@ -176,49 +246,56 @@ class PublishHandler:
         order = status.order_for(item, _sender(tenant, tenant.name))
         key = status.delivery_key(item)
         inp = Order(order, STATUS_CHANNEL, None, "status", key, status.payload_of(item))
-        await self._step(key, inp)
+        self._step(batch, key, inp)
 
-    async def on_outcome(self, outcome: Outcome) -> None:
+    def _outcome(self, batch: _Batch, outcome: Outcome) -> None:
         if outcome.kind != "redeliver":
             self._attempts.finished(outcome.key)
-        if self._records.get(outcome.key.encode()) is None:
+        if self._record(batch, outcome.key) is None:
             self._telemetry.unknown_delivery(outcome.key)
             return
-        await self._step(outcome.key, outcome)
+        self._step(batch, outcome.key, outcome)
 
-    async def _step(self, key: str, inp: Input) -> None:
-        before = self._records.get(key.encode())
+    def _record(self, batch: _Batch, key: str) -> Delivery | None:
+        """A delivery's record as this batch left it so far."""
+        if key in batch.puts:
+            return batch.puts[key][1]
+        return self._records.get(key.encode())
+
+    def _step(self, batch: _Batch, key: str, inp: Input) -> None:
+        before = self._record(batch, key)
         now = self._clock()
         after, effects = decide(before, inp, now)
-        records = [r for e in effects for r in self._records_of(e)]
+        batch.outbound.extend(r for e in effects for r in self._records_of(e))
         was_dead = before is not None and before.status == "dead"
         is_dead = after is not None and after.status == "dead"
         dead = after if is_dead else None
-        stamp = self._stamps.next(now) if was_dead != is_dead else None
-        if stamp is not None:  # every publish process lists it, or no longer
+        if was_dead != is_dead:  # every publish process lists it, or no longer
+            stamp = self._stamps.next(now)
             value = dead.model_dump_json().encode() if dead else None
-            records.append(OutboundRecord(topics.DEAD, key.encode(), value, [stamp_header(stamp)]))
-        await self._outbox.send_all(records)
-        if stamp is not None:
-            self._dead.put(key, stamp, dead)
+            header = [stamp_header(stamp)]
+            batch.outbound.append(OutboundRecord(topics.DEAD, key.encode(), value, header))
+            batch.dead.append((key, stamp, dead))
         if after is not None and after != before:
-            self._records.put(key.encode(), after)
-        for effect in effects:
-            self._report(effect)
+            batch.puts[key] = (batch.index, after)
+        batch.effects.extend(effects)
 
     def _records_of(self, effect: Effect) -> list[OutboundRecord]:
         match effect:
             case WriteToTopic(record, topic, payload):
                 headers = [("gatekeeper-delivery-id", record.delivery_id.encode())]
                 return [OutboundRecord(topic, _item_key(record), payload, headers)]
-            case Delivered(record, payload, receipt) if receipt is not None:
+            case Delivered(record, payload, receipt) if record.kind == "publication":
                 archived = delivery.archive_record(record.channel, payload, record.updated_at)
                 archived["delivery_id"] = record.delivery_id
                 key = _item_key(record)
-                return [
-                    OutboundRecord(topics.PUBLISH_ARCHIVE, key, json.dumps(archived).encode()),
-                    OutboundRecord(topics.RECEIPTS, key, receipt.model_dump_json().encode()),
+                written = [
+                    OutboundRecord(topics.PUBLISH_ARCHIVE, key, json.dumps(archived).encode())
                 ]
+                if receipt is not None:
+                    value = receipt.model_dump_json().encode()
+                    written.append(OutboundRecord(topics.RECEIPTS, key, value))
+                return written
             case Duplicate(record, receipt) if receipt is not None:
                 value = receipt.model_dump_json().encode()
                 return [OutboundRecord(topics.RECEIPTS, _item_key(record), value)]

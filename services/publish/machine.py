@@ -78,7 +78,7 @@ class StartAttempts:
 @dataclass(frozen=True)
 class Delivered:
     """The receiver has it: a publication is archived exactly as sent and the gate gets
-    its receipt; a notification has neither."""
+    its receipt (unless the attempt sent it already); a notification has neither."""
 
     record: Delivery
     payload: bytes
@@ -154,7 +154,8 @@ def _on_outcome(
     if inp.kind == "delivered" and record.status == "pending":
         done = _delivered(record, inp.attempts, now)
         payload = (inp.payload or "").encode()
-        return done, (Delivered(done, payload, _receipt(done, now)),)
+        receipt = None if inp.receipted else _receipt(done, now)
+        return done, (Delivered(done, payload, receipt),)
     if inp.kind == "retry" and record.status == "pending" and inp.retry_at is not None:
         waiting = record.model_copy(
             update={

@@ -179,6 +179,21 @@ async def test_a_pending_delivery_is_taken_up_after_a_restart_and_delivered_once
     assert receipt["channel"] == "web"
 
 
+async def test_a_webhook_s_receipt_leaves_with_its_attempt_before_the_outcome_is_read_back(
+    webhook_deployment: Callable[[str], Deployment], clock: FakeClock
+) -> None:
+    publish = Publish(webhook_deployment("https://cms.example/hook"), clock, FakeTransport())
+    await publish.handler.on_order(_order(clock, ["web"]))
+    await publish.attempts.wait()
+    written = [r.topic for r in publish.outbox.sent]
+    assert written.count(topics.RECEIPTS) == 1, "one receipt, not one more when recorded"
+    # the receipt goes out with the outcome; the archive once publish has read it back
+    assert written.index(topics.RECEIPTS) < written.index(topics.PUBLISH_OUTCOMES)
+    assert written.index(topics.PUBLISH_OUTCOMES) < written.index(topics.PUBLISH_ARCHIVE)
+    [record] = list(publish.records.values())
+    assert record.status == "delivered"
+
+
 async def test_a_failing_receiver_ends_dead_and_a_redelivery_starts_afresh(
     webhook_deployment: Callable[[str], Deployment], clock: FakeClock
 ) -> None:

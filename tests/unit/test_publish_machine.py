@@ -104,6 +104,22 @@ def test_a_late_outcome_changes_nothing_that_ended() -> None:
         assert decide(done, late, T0) == (done, ())
 
 
+def test_a_webhook_delivered_is_receipted_once_by_whoever_sends_the_receipt_first() -> None:
+    order = _order(1, ["hook"])
+    record, _ = decide(None, Order(order, "hook", None), T0)
+    assert record is not None
+    for receipted, receipts in ((False, 1), (True, 0)):
+        outcome = Outcome(
+            kind="delivered", key=record.key, attempts=1, payload="{}", at=T0, receipted=receipted
+        )
+        done, effects = decide(record, outcome, T0)
+        assert done is not None
+        assert done.status == "delivered"
+        [delivered] = effects
+        assert isinstance(delivered, Delivered)
+        assert (delivered.receipt is not None) == bool(receipts)
+
+
 @dataclass
 class World:
     now: datetime = T0
