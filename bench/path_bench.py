@@ -243,13 +243,18 @@ def _cpu(pids: dict[str, int | None]) -> dict[str, float]:
 
 
 def _print_cpu(
-    rate: float, count: int, after: dict[str, float], before: dict[str, float], since: float
+    rate: float,
+    count: int,
+    after: dict[str, float],
+    before: dict[str, float],
+    since: float,
+    what: str = "pipeline",
 ) -> None:
-    used = {name: seconds - before[name] for name, seconds in after.items()}
+    used = {name: seconds - before[name] for name, seconds in after.items() if name in before}
     wall = time.monotonic() - since
     each = "  ".join(f"{name} {seconds / count * 1000:.2f}" for name, seconds in used.items())
     print(
-        f"  {rate:g}/s: CPU ms per item  {each}   cores busy"
+        f"  {what} {rate:g}/s: CPU ms per item  {each}   cores busy"
         f" {sum(used.values()) / wall:.2f} of {os.cpu_count()}",
         flush=True,
     )
@@ -315,6 +320,11 @@ def run_chain(
                 tag = f"chain-{profile}-{number}-{rate:g}"
                 items = [f"{tag}-{n}" for n in range(count)]
                 notices = signed([internal_notice(item_id=i) for i in items], tag)
+                pids: dict[str, int | None] = {
+                    f"chain {n}": p.pid for n, p in zip("abc", procs, strict=True)
+                }
+                pids["broker"] = broker.pid
+                cpu_before, wall_before = _cpu(pids), time.monotonic()
                 sent = asyncio.run(fire(url, notices, rate or WARM_UP))
 
                 def through(wanted: list[str] = items) -> dict[str, float] | None:
@@ -323,6 +333,9 @@ def run_chain(
 
                 arrived = wait_until(through, 180, f"{count} items through the chain", every=1)
                 if rate != 0.0:
+                    cpu_after = _cpu(pids)
+                    del cpu_after["generator"]  # it polls the last topic too: not counted
+                    _print_cpu(rate, count, cpu_after, cpu_before, wall_before, "bare chain")
                     figures[rate] = latencies(dict(zip(items, sent, strict=True)), arrived)
         finally:
             for proc in procs:
@@ -349,21 +362,29 @@ def main() -> None:
     parser.add_argument("--profiles", default="separate,embedded")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    profiles = args.profiles.split(",")
-    rounds: list[dict[str, Any]] = []
-    for number in range(1, args.rounds + 1):
-        got: dict[str, Any] = {}
+    rows = measure(args.rounds, rates, args.seconds, args.profiles.split(","))
+    print()
+    print_targets(rows)
+
+
+def measure(
+    rounds: int, rates: list[float], seconds: float = 5.0, profiles: list[str] | None = None
+) -> list[Any]:
+    """Every round printed as it goes; each target beside the median of the rounds."""
+    profiles = profiles or ["separate", "embedded"]
+    got: list[dict[str, Any]] = []
+    for number in range(1, rounds + 1):
+        this: dict[str, Any] = {}
         for profile in profiles:
-            pipeline = run_pipeline(number, profile, rates, args.seconds, trace=number == 1)
-            chain = run_chain(number, profile, rates, args.seconds)
+            pipeline = run_pipeline(number, profile, rates, seconds, trace=number == 1)
+            chain = run_chain(number, profile, rates, seconds)
             for rate in rates:
                 _row(number, profile, rate, "pipeline, webhook receipt", pipeline[rate]["site"])
                 _row(number, profile, rate, "pipeline, external.web", pipeline[rate]["web"])
                 _row(number, profile, rate, "bare chain", chain[rate])
-            got[profile] = {"pipeline": pipeline, "chain": chain}
-        rounds.append(got)
-    print()
-    print_targets(targets(rounds, profiles, rates))
+            this[profile] = {"pipeline": pipeline, "chain": chain}
+        got.append(this)
+    return targets(got, profiles, rates)
 
 
 def targets(rounds: list[dict[str, Any]], profiles: list[str], rates: list[float]) -> list[Any]:

@@ -4,10 +4,14 @@
 
 Runs ``bench.gate_bench`` (release latency at 1,000 inputs/s, CPU per gate
 input, throughput beside a bare faust passthrough and one writing the gate's
-records per input), ``bench.up_bench`` (``gatekeeper up`` to all three ready)
-and ``bench.recovery_bench`` (HELD items on RocksDB: restart to ready and
-resident memory), printing every round as it goes and then one table: each
-figure, its target and whether it is met. Exits 1 if any target is not met.
+records per input), ``bench.up_bench`` (``gatekeeper up`` to all three ready),
+``bench.recovery_bench`` (HELD items on RocksDB: restart to ready and resident
+memory), ``bench.path_bench`` (an internal notice's POST to its external
+release's receipt at 10, 100 and 500 items/s beside a bare chain as long),
+``bench.door_bench`` (the CMS's door at 1, 10 and 50 clients beside a bare
+door) and ``bench.publish_bench`` (webhook deliveries per second beside a bare
+client loop), printing every round as it goes and then one table: each figure,
+its target and whether it is met. Exits 1 if any target is not met.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench import gate_bench, recovery_bench, up_bench
+from bench import door_bench, gate_bench, path_bench, publish_bench, recovery_bench, up_bench
 
 
 def main() -> None:
@@ -40,11 +44,18 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-recovery-"))
     held = {"rocksdb": recovery_bench.measure("rocksdb", args.held, workdir)}
 
+    path = path_bench.measure(args.rounds, [10.0, 100.0, 500.0])
+    door = door_bench.measure(args.rounds, [1, 10, 50])
+    publish = publish_bench.measure(args.rounds)
+
     rows = [
         *gate["targets"],
         ("gatekeeper up to all three ready, median", f"{up:.1f} s", "<= 5 s",
          up <= up_bench.TARGET_S),
         *recovery_bench.targets(held),
+        *path,
+        *door,
+        *publish,
     ]  # fmt: skip
     print()
     gate_bench.print_targets(rows)

@@ -232,10 +232,17 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--slow", type=int, default=400)
     args = parser.parse_args()
-    rounds = []
-    for number in range(1, args.rounds + 1):
-        ours = run_publish(number, args.orders, args.slow)
-        bare = run_bare(number, args.orders, args.slow)
+    rows = measure(args.rounds, args.orders, args.slow)
+    print()
+    print_targets(rows)
+
+
+def measure(rounds: int, orders: int = 2000, slow: int = 400) -> list[Any]:
+    """Every round printed as it goes; each target beside the median of the rounds."""
+    got = []
+    for number in range(1, rounds + 1):
+        ours = run_publish(number, orders, slow)
+        bare = run_bare(number, orders, slow)
         print(
             f"round {number}: publish  fast {ours['fast']:6.0f}/s   slow {ours['slow']:5.0f}/s"
             f"   fast and slow mixed {ours['both']:6.0f}/s"
@@ -244,9 +251,8 @@ def main() -> None:
             f"   CPU {bare['cpu_ms']:.2f} ms per request (the client loop)",
             flush=True,
         )
-        rounds.append({"publish": ours, "bare": bare})
-    print()
-    print_targets(targets(rounds))
+        got.append({"publish": ours, "bare": bare})
+    return targets(got)
 
 
 if __name__ == "__main__":
