@@ -27,9 +27,10 @@ faust passthrough hops in three processes, as the pipeline's hops are spread
 (door and hop 1; hops 2 and 4; hops 3 and 5), loaded the same way; its latency
 is from the POST to the last hop's record timestamp.
 
-Every round is printed, one item's trace (each hop's record timestamp) once,
-then the targets: p99 at most 1.5x the bare chain's at every rate, and at most
-100 ms at 100 items/s.
+Every round is printed, in the first the path's trace at each rate (each hop's
+record timestamp for one item, the median item and the slowest), and the CPU
+each process spent per item; then the targets: p99 at most 1.5x the bare
+chain's at every rate, and at most 100 ms at 100 items/s.
 """
 
 from __future__ import annotations
@@ -221,7 +222,9 @@ def run_pipeline(
                     posted[rate] = dict(zip(items, sent, strict=True))
             web = _stamps(broker.bootstrap, "external.web")
             if trace:
-                print_trace(broker.bootstrap, posted[rates[len(rates) // 2]])
+                for rate in rates:
+                    print(f"{profile}, {rate:g} items/s:", end=" ")
+                    print_trace(broker.bootstrap, posted[rate])
     finally:
         for proc in procs:
             stop_process(proc)
