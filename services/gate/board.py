@@ -16,8 +16,10 @@ for ``GET /v1/held``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -112,12 +114,26 @@ class HeldBoard:
     def __init__(self, path: Path | None = None) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)  # derived: made anew at every start
+            for made in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            ):
+                made.unlink(missing_ok=True)  # derived: made anew at every start
         self._db = sqlite3.connect(
             str(path) if path else ":memory:", isolation_level=None, check_same_thread=False
         )
-        # Derived and rebuilt at every start, as the hold index: no sync, no journal.
-        self._db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
+        # Derived and rebuilt at every start, as the hold index: no sync. On a file,
+        # write-ahead logging lets a page be read on a connection of its own, on
+        # another thread, while the event loop writes and decides.
+        journal = "WAL" if path is not None else "OFF"
+        self._db.executescript(
+            f"PRAGMA journal_mode = {journal}; PRAGMA synchronous = OFF;" + _SCHEMA
+        )
+        self._reader: sqlite3.Connection | None = None
+        self._reading = threading.Lock()
+        if path is not None:
+            self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         #: held rows per (tenant, reason) and per (tenant, ""): counts without a scan
         self._counts: Counter[tuple[str, str]] = Counter()
 
@@ -237,7 +253,7 @@ class HeldBoard:
         texts, count, next_cursor = self._page("row", tenants, limit, cursor, q, reason)
         return paging.Page([json.loads(text) for text in texts], count, next_cursor)
 
-    def page_json(
+    async def page_json(
         self,
         tenants: Collection[str],
         *,
@@ -247,9 +263,22 @@ class HeldBoard:
         reason: str | None = None,
     ) -> tuple[list[str], int, str | None]:
         """:meth:`page` as ``GET /v1/held`` answers it, each row JSON text as stored: a
-        page costs no parsing, so paging through a million rows leaves the decisions
-        their time."""
-        return self._page("api", tenants, limit, cursor, q, reason)
+        page costs no parsing, and on a file it is read on a thread of its own, so
+        paging through a million rows leaves the decisions their time."""
+        if self._reader is None:
+            return self._page("api", tenants, limit, cursor, q, reason)
+        return await asyncio.to_thread(self._read_page, tenants, limit, cursor, q, reason)
+
+    def _read_page(
+        self,
+        tenants: Collection[str],
+        limit: int,
+        cursor: str | None,
+        q: str | None,
+        reason: str | None,
+    ) -> tuple[list[str], int, str | None]:
+        with self._reading:  # one page at a time on the reading connection
+            return self._page("api", tenants, limit, cursor, q, reason, self._reader)
 
     def _page(
         self,
@@ -259,7 +288,9 @@ class HeldBoard:
         cursor: str | None,
         q: str | None,
         reason: str | None,
+        db: sqlite3.Connection | None = None,
     ) -> tuple[list[str], int, str | None]:
+        db = db or self._db
         after = paging.decode(cursor) if cursor else None
         chosen = sorted(set(tenants))
         where = [f"tenant IN ({','.join('?' * len(chosen))})"]
@@ -273,7 +304,7 @@ class HeldBoard:
             params.append(_reasons_text([reason]))
         # *where* holds only the fragments above; every value is a placeholder.
         if words:
-            count = self._db.execute(
+            count = db.execute(
                 f"SELECT count(*) FROM held WHERE {' AND '.join(where)}",  # noqa: S608
                 params,
             ).fetchone()[0]
@@ -282,7 +313,7 @@ class HeldBoard:
         if after is not None:
             where.append(f"({_ORDER}) > (?, ?, ?, ?)")
             params.extend(after)
-        found = self._db.execute(
+        found = db.execute(
             f"SELECT {column}, {_ORDER} FROM held WHERE {' AND '.join(where)}"  # noqa: S608
             f" ORDER BY {_ORDER} LIMIT ?",
             [*params, limit + 1],

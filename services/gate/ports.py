@@ -47,7 +47,7 @@ class Board(Protocol):
         q: str | None = None,
         reason: str | None = None,
     ) -> Page: ...
-    def page_json(
+    async def page_json(
         self,
         tenants: Collection[str],
         *,

@@ -180,3 +180,22 @@ def test_the_board_reads_a_fetched_batch_of_gate_held_records_at_once() -> None:
     )
     assert [r["item_id"] for r in board.page(["lerum"]).rows] == ["item-2"]
     assert board.count(["lerum"]) == 1
+
+
+async def test_a_board_on_file_reads_the_api_s_pages_on_a_connection_of_their_own(
+    tmp_path: Any,
+) -> None:
+    """On a file the API's pages are read on a thread, from a second connection: each
+    shows every write committed before it, and the cursor walks on across a write."""
+    board = HeldBoard(tmp_path / "held-board.sqlite3")
+    board.put_many((f"lerum:item-{n}".encode(), 1.0, [_row(n, n)]) for n in range(30))
+    rows, count, next_cursor = await board.page_json(["lerum"], limit=20)
+    assert [json.loads(r)["item_id"] for r in rows] == [f"item-{n}" for n in range(20)]
+    assert (count, next_cursor is not None) == (30, True)
+    board.put(b"lerum:item-99", 1.0, [_row(99, 99)])  # between two pages
+    rest, total, end = await board.page_json(["lerum"], limit=20, cursor=next_cursor)
+    assert [json.loads(r)["item_id"] for r in rest] == [
+        *(f"item-{n}" for n in range(20, 30)),
+        "item-99",
+    ]
+    assert (total, end) == (31, None)
