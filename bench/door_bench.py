@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 from standardwebhooks import Webhook
 
 from bench.gate_bench import cpu_seconds, percentile, print_targets
+from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
@@ -172,13 +172,6 @@ def load(url: str, clients: int, seconds: float, tag: str, pause: float = 0.0) -
         "p50": percentile(latencies, 0.5),
         "p99": percentile(latencies, 0.99),
     }
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def run_round(number: int, clients: list[int], seconds: float) -> dict[str, dict[int, Any]]:

@@ -54,6 +54,7 @@ import yaml
 from bench.door_bench import signed
 from bench.gate_bench import cpu_seconds, percentile, print_targets
 from bench.receiver import Receiver
+from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
@@ -195,7 +196,7 @@ def run_pipeline(
             gate = f"http://127.0.0.1:{ports['gate']}"
             for port in ports.values():
                 url = f"http://127.0.0.1:{port}/readyz"
-                wait_until(functools.partial(_ok, url), 120, f"{url} ready")
+                wait_until(functools.partial(_ready, url), 120, f"{url} ready")
             pids: dict[str, int | None] = {
                 name: proc.pid for name, proc in zip(ports, procs, strict=True)
             }
@@ -263,13 +264,6 @@ def _print_cpu(
     )
 
 
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def print_trace(bootstrap: str, posted: dict[str, float]) -> None:
     """Where the time goes: each hop's record timestamp after the internal notice's POST
     was sent, for one item, the median of every item at that rate, and the slowest."""
@@ -317,7 +311,7 @@ def run_chain(
             procs.append(start_process(argv, env, workdir / f"chain-{name}.log"))
         try:
             url = f"http://127.0.0.1:{port}/v1/tenants/lerum/events"
-            wait_until(functools.partial(_ok, f"http://127.0.0.1:{port}/readyz"), 60, "door")
+            wait_until(functools.partial(_ready, f"http://127.0.0.1:{port}/readyz"), 60, "door")
             for rate in [0.0, *rates]:
                 count = WARM_UP if rate == 0.0 else max(MIN_ITEMS, int(rate * seconds))
                 tag = f"chain-{profile}-{number}-{rate:g}"

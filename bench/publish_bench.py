@@ -41,8 +41,9 @@ import yaml
 from standardwebhooks import Webhook
 
 from bench.gate_bench import cpu_seconds, print_targets
-from bench.path_bench import OUTBOUND, _env, _ok
+from bench.path_bench import OUTBOUND, _env
 from bench.receiver import Receiver
+from bench.up_bench import _ready
 from schemas import Contact, ReleaseOrder, Sender
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
@@ -132,7 +133,7 @@ def run_publish(number: int, orders: int, slow: int) -> dict[str, float]:
             argv = [sys.executable, "-m", "services.cli", "serve", "publish"]
             proc = start_process(argv, env, workdir / "publish.log")
             ready = f"http://127.0.0.1:{port}/readyz"
-            wait_until(functools.partial(_ok, ready), 120, "publish ready")
+            wait_until(functools.partial(_ready, ready), 120, "publish ready")
             counts = {"fast": 0, "slow": 0}
             for phase in ("fast", "slow", "both"):
                 if phase == "fast":
