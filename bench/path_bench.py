@@ -61,6 +61,7 @@ from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
 from tests.conftest import content_event, internal_notice, with_outbound_secrets
 from tests.harness import (
     TopicReader,
+    read_records,
     service_env,
     start_process,
     stop_process,
@@ -133,6 +134,11 @@ def _stamps(bootstrap: str, topic: str, keep: Callable[[Any], bool] = bool) -> d
         if record.key and keep(record):
             first.setdefault(record.key.decode().split(":", 1)[1], record.timestamp / 1000)
     return first
+
+
+def _keyed(keys: set[bytes]) -> Callable[[Any], bool]:
+    """Whether a record's key is one of *keys*."""
+    return lambda record: record.key in keys
 
 
 def latencies(posted: dict[str, float], arrived: dict[str, float]) -> dict[str, float]:
@@ -323,15 +329,12 @@ def run_chain(
                 pids["broker"] = broker.pid
                 cpu_before, wall_before = _cpu(pids), time.monotonic()
                 sent = asyncio.run(fire(url, notices, rate or WARM_UP))
-
-                def through(wanted: list[str] = items) -> dict[str, float] | None:
-                    stamps = _stamps(broker.bootstrap, CHAIN[-1])
-                    return stamps if all(i in stamps for i in wanted) else None
-
-                arrived = wait_until(through, 180, f"{count} items through the chain", every=1)
+                keys = {f"lerum:{i}".encode() for i in items}
+                through = read_records(broker.bootstrap, CHAIN[-1], count, 180, _keyed(keys))
+                arrived = {r.key.decode().split(":", 1)[1]: r.timestamp / 1000 for r in through}
                 if rate != 0.0:
                     cpu_after = _cpu(pids)
-                    del cpu_after["generator"]  # it polls the last topic too: not counted
+                    del cpu_after["generator"]  # it reads the last topic too: not counted
                     _print_cpu(rate, count, cpu_after, cpu_before, wall_before, "bare chain")
                     figures[rate] = latencies(dict(zip(items, sent, strict=True)), arrived)
         finally:
