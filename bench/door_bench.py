@@ -66,10 +66,12 @@ SIGNED_PER_SECOND = 2500
 # -- the load generator (a worker process) ------------------------------------------
 
 
-def signed(events: list[dict[str, Any]], tag: str) -> list[tuple[bytes, dict[str, str]]]:
-    """Each event's body and headers, signed now with Lerum's bench secret, each with
-    a ``webhook-id`` of its own."""
-    webhook = Webhook(BENCH_SECRETS["GATEKEEPER_SECRET_LERUM"])
+def signed(
+    events: list[dict[str, Any]], tag: str, secret: str = BENCH_SECRETS["GATEKEEPER_SECRET_LERUM"]
+) -> list[tuple[bytes, dict[str, str]]]:
+    """Each event's body and headers, signed now with *secret* (Lerum's bench secret),
+    each with a ``webhook-id`` of its own."""
+    webhook = Webhook(secret)
     now = datetime.now(UTC)
     out = []
     for n, event in enumerate(events):

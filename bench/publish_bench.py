@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import statistics
 import sys
 import tempfile
@@ -38,8 +37,8 @@ from typing import Any
 
 import aiohttp
 import yaml
-from standardwebhooks import Webhook
 
+from bench.door_bench import signed
 from bench.gate_bench import cpu_seconds, print_targets
 from bench.path_bench import OUTBOUND, _env
 from bench.receiver import Receiver
@@ -165,19 +164,8 @@ def run_publish(number: int, orders: int, slow: int) -> dict[str, float]:
 
 async def _bare(url: str, count: int, tag: str) -> None:
     """POST *count* signed notices to *url* over CONNECTIONS connections."""
-    webhook = Webhook(OUTBOUND["GATEKEEPER_OUTBOUND_LERUM"])
-    now = datetime.now(UTC)
-    bodies = []
-    for n in range(count):
-        body = json.dumps({"item_id": f"{tag}-{n}", "channel": "bare"})
-        msg_id = f"bare-{tag}-{n}"
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": webhook.sign(msg_id, now, body),
-        }
-        bodies.append((body.encode(), headers))
+    notices = [{"item_id": f"{tag}-{n}", "channel": "bare"} for n in range(count)]
+    bodies = signed(notices, tag, OUTBOUND["GATEKEEPER_OUTBOUND_LERUM"])
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector) as session:
 
