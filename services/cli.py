@@ -39,7 +39,7 @@ from services.runtime.config import (
 from services.runtime.kafka_security import KafkaRefused, KafkaSecurity
 from services.runtime.logs import configure_logging
 from services.runtime.operators import OperatorsFileError
-from services.runtime.settings import Settings, SettingsError, load_settings
+from services.runtime.settings import HOW_TO_MAKE_A_KEY, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     import faust
@@ -60,8 +60,7 @@ def _fail(message: str) -> int:
 #: by the settings where GATEKEEPER_MIN_TOKEN_LENGTH asks (the chart sets 32).
 MIN_TOKEN_LENGTH = 32
 SHORT_TOKEN = (
-    f"GATEKEEPER_OPERATOR_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: "
-    "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    f"GATEKEEPER_OPERATOR_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: {HOW_TO_MAKE_A_KEY}"
 )
 
 

@@ -22,7 +22,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.config import DEFAULT_CONFIG_PATH
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["HOW_TO_MAKE_A_KEY", "Settings", "SettingsError", "load_settings"]
+
+#: How to make an operator token long enough, for every message about a short one.
+HOW_TO_MAKE_A_KEY = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def _env(name: str) -> AliasChoices:
@@ -282,8 +285,7 @@ def _token_problem(settings: Settings) -> str | None:
     if token is not None and len(token.get_secret_value()) < settings.min_token_length:
         return (
             f"GATEKEEPER_OPERATOR_TOKEN is shorter than GATEKEEPER_MIN_TOKEN_LENGTH "
-            f"({settings.min_token_length} characters); make one with "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"({settings.min_token_length} characters); {HOW_TO_MAKE_A_KEY}"
         )
     return None
 
