@@ -69,6 +69,15 @@ def _gate(env: dict[str, str], workdir: Path, name: str) -> tuple[Any, dict[str,
     return start_process(argv, own, workdir / f"{name}.log"), own
 
 
+def start_two_gates(env: dict[str, str], workdir: Path, gates: list[Any]) -> None:
+    """gate-a, then gate-b once gate-a is ready, as a StatefulSet rolls its pods out;
+    each put in *gates* as it starts, for the caller to stop."""
+    for name in ("gate-a", "gate-b"):
+        gates.append(_gate(env, workdir, name))
+        url = f"http://127.0.0.1:{gates[-1][1]['GATEKEEPER_GATE_PORT']}/readyz"
+        wait_until(functools.partial(_ready, url), 300, f"{url} ready")
+
+
 def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
     m = int(args.rate * args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-failover-"))
@@ -89,13 +98,9 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
         items = [(f"lerum:bench-{i}".encode(), accepted_event(i)) for i in range(m)]
         warm = [(f"lerum:warm-{i}".encode(), accepted_event(i, "warm-")) for i in range(WARM)]
         write_batched(broker.bootstrap, topics.ACCEPTED, items + warm)
-        gates = []
+        gates: list[Any] = []
         try:
-            # One after the other, as a StatefulSet rolls its pods out.
-            for name in ("gate-a", "gate-b"):
-                gates.append(_gate(env, workdir, name))
-                url = f"http://127.0.0.1:{gates[-1][1]['GATEKEEPER_GATE_PORT']}/readyz"
-                wait_until(functools.partial(_ready, url), 300, f"{url} ready")
+            start_two_gates(env, workdir, gates)
             read_records(broker.bootstrap, topics.DECISIONS, m + WARM, 300)  # every item held
             # Both gates deciding, the group settled: a second of receipts, all released.
             warming = [(f"lerum:warm-{i}".encode(), _receipt(i, "warm-")) for i in range(WARM)]

@@ -15,16 +15,14 @@ round failed.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.failover_bench import _gate
+from bench.failover_bench import start_two_gates
 from bench.gate_bench import PARTITIONS
-from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
@@ -33,7 +31,6 @@ from tests.harness import (
     accepted_event,
     service_env,
     stop_process,
-    wait_until,
     write_batched,
 )
 
@@ -63,12 +60,9 @@ def run_round(number: int, items: int) -> bool:
         topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
         events = [(f"lerum:bench-{i}".encode(), accepted_event(i)) for i in range(items)]
         write_batched(broker.bootstrap, topics.ACCEPTED, events)
-        gates = []
+        gates: list[Any] = []
         try:
-            for name in ("gate-a", "gate-b"):
-                gates.append(_gate(env, workdir, name))
-                url = f"http://127.0.0.1:{gates[-1][1]['GATEKEEPER_GATE_PORT']}/readyz"
-                wait_until(functools.partial(_ready, url), 300, f"{url} ready")
+            start_two_gates(env, workdir, gates)
             deadline = time.monotonic() + 90
             decided = _by_key(broker.bootstrap, topics.DECISIONS)
             while len(decided) < items and time.monotonic() < deadline:
