@@ -19,9 +19,9 @@ import structlog
 from services.runtime.faust_compat import (
     check_version,
     exact_log_ends,
+    fetch_wait,
     is_ready,
     no_gap_acks,
-    short_fetch_wait,
     stop_within,
     without_spinner,
 )
@@ -76,17 +76,19 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
     exact_log_ends(settings.kafka_bootstrap_servers, security.client_kwargs())
     # Nothing is committed that no agent handled, whatever the broker.
     no_gap_acks()
+    # How long a fetch waits for data: as set, else 20 ms on the embedded broker
+    # (speed alone: that broker holds a fetch for much of its wait, a floor under
+    # every hop), else faust's own.
+    fetch_wait(settings.kafka_fetch_max_wait_ms or (20 if settings.embedded_broker else None))
     if settings.embedded_broker:
-        # What follows is about speed alone. Each fetch waits 20 ms at most for
-        # data (a floor under every hop's latency on that broker). A join there
-        # waits about half the session timeout (whole seconds: 3 s at 6 s, 1 s
-        # at 2 s), and a killed member's partitions wait for it all, so both are
-        # short; heartbeats come from the consumer's own thread, every 0.3 s. A
-        # member is let go only after two minutes without a fetch: one slow to
-        # drain a backlog (a million held items at start) is not one that hangs.
+        # What follows is about speed alone. A join there waits about half the
+        # session timeout (whole seconds: 3 s at 6 s, 1 s at 2 s), and a killed
+        # member's partitions wait for it all, so both are short; heartbeats
+        # come from the consumer's own thread, every 0.3 s. A member is let go
+        # only after two minutes without a fetch: one slow to drain a backlog (a
+        # million held items at start) is not one that hangs.
         # A group timing set in the environment wins (several replicas of a
         # service on this broker want longer joins).
-        short_fetch_wait(20)
         given = settings.model_fields_set
         conf |= {"broker_max_poll_interval": 120.0} | {
             option: value

@@ -28,6 +28,7 @@ __all__ = [
     "committed_and_end_offsets",
     "current_event_partition",
     "exact_log_ends",
+    "fetch_wait",
     "fetched_ends",
     "is_ready",
     "keep_changelog_offset",
@@ -35,7 +36,6 @@ __all__ = [
     "log_ends",
     "no_gap_acks",
     "set_current_event",
-    "short_fetch_wait",
     "stop_within",
     "store_delete_without_changelog",
     "store_items",
@@ -97,24 +97,30 @@ def store_delete_without_changelog(table: Any, key: bytes) -> None:
     table.data.pop(key, None)
 
 
-def short_fetch_wait(wait_ms: int) -> None:
-    """Cap how long each of faust's fetches waits for data (default 1.5 s).
+#: What :func:`fetch_wait` last set (None: faust's own wait).
+_fetch_wait_ms: list[int | None] = [None]
 
-    faust builds its aiokafka consumer in a private method and sets no
-    ``fetch_max_wait_ms``; on the embedded broker that wait is a floor under
-    every consumer's latency. Patches
-    ``AIOKafkaConsumerThread._create_worker_consumer`` and the consumer's
-    ``_fetch_max_wait_ms``, once per process.
+
+def fetch_wait(wait_ms: int | None) -> None:
+    """Set how long each of faust's fetches waits for data (None: faust's 1.5 s).
+
+    faust builds its aiokafka consumer in a private method with a fixed
+    ``fetch_max_wait_ms``; on a broker that holds a fetch for much of its wait that
+    is a floor under every consumer's latency. Patches
+    ``AIOKafkaConsumerThread._create_worker_consumer`` once per process; each
+    consumer built after a call gets the wait that call set.
     """
     import faust.transport.drivers.aiokafka as driver
 
+    _fetch_wait_ms[0] = wait_ms
     original = driver.AIOKafkaConsumerThread._create_worker_consumer
     if getattr(original, "_gatekeeper", False):
         return
 
     def create(self: Any, transport: Any) -> Any:
         consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = wait_ms
+        if _fetch_wait_ms[0] is not None:
+            consumer._fetch_max_wait_ms = _fetch_wait_ms[0]
         return consumer
 
     create._gatekeeper = True  # type: ignore[attr-defined]

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout: float = Field(
         default=8.0, ge=1, validation_alias=_env("GATEKEEPER_KAFKA_REBALANCE_TIMEOUT")
     )
+    # The longest a stream consumer's fetch waits for data (unset: faust's 1.5 s, or
+    # 20 ms with the embedded broker). A Kafka cluster answers as soon as data is
+    # there; a broker that holds every fetch for much of its wait wants it short.
+    kafka_fetch_max_wait_ms: int | None = Field(
+        default=None, ge=1, le=60_000, validation_alias=_env("GATEKEEPER_KAFKA_FETCH_MAX_WAIT_MS")
+    )
 
     @field_validator("trusted_proxy_ips")
     @classmethod

@@ -18,7 +18,6 @@ import faust.transport.consumer
 import faust.transport.drivers.aiokafka as driver
 import pytest
 import structlog
-from aiokafka import AIOKafkaConsumer
 from faust.streams import current_event
 from faust.types import TP
 
@@ -52,17 +51,30 @@ def test_an_event_made_current_is_faust_s_current_event() -> None:
     assert current_event() is cast(Any, event)
 
 
-async def test_the_fetch_wait_patch_reaches_the_consumer_faust_builds() -> None:
+async def test_the_fetch_wait_set_last_reaches_each_consumer_faust_builds() -> None:
     create = driver.AIOKafkaConsumerThread._create_worker_consumer
     assert list(inspect.signature(create).parameters) == ["self", "transport"]
-    faust_compat.short_fetch_wait(20)
+    app = _app()  # made without the embedded broker, nor a wait set: faust's own
+    thread, transport = cast(Any, app.consumer)._thread, cast(Any, app.transport)
     patched = driver.AIOKafkaConsumerThread._create_worker_consumer
     assert getattr(patched, "_gatekeeper", False)
-    faust_compat.short_fetch_wait(20)
-    assert driver.AIOKafkaConsumerThread._create_worker_consumer is patched, "patched once"
-    # The attribute the patch sets is the one aiokafka's fetcher reads.
-    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=123)
-    assert consumer._fetch_max_wait_ms == 123
+    try:
+        assert patched(thread, transport)._fetch_max_wait_ms == 1500
+        faust_compat.fetch_wait(20)
+        assert patched(thread, transport)._fetch_max_wait_ms == 20
+        faust_compat.fetch_wait(300)
+        assert driver.AIOKafkaConsumerThread._create_worker_consumer is patched, "patched once"
+        assert patched(thread, transport)._fetch_max_wait_ms == 300
+        faust_compat.fetch_wait(None)
+        assert patched(thread, transport)._fetch_max_wait_ms == 1500
+        # What a service's settings ask for is what its app's consumers get.
+        bootstrap = "127.0.0.1:1"
+        make_app("compat", Settings(kafka_bootstrap_servers=bootstrap, embedded_broker=True))
+        assert patched(thread, transport)._fetch_max_wait_ms == 20
+        make_app("compat", Settings(kafka_bootstrap_servers=bootstrap, kafka_fetch_max_wait_ms=5))
+        assert patched(thread, transport)._fetch_max_wait_ms == 5
+    finally:
+        faust_compat.fetch_wait(None)
 
 
 def test_readiness_reads_attributes_faust_has() -> None:
