@@ -2,6 +2,7 @@
 
     python -m bench.failover_bench [--rounds 3] [--rate 1000] [--seconds 10]
                                    [--kill-at 4] [--store memory|rocksdb] [--session 4]
+                                   [--standby 0]
 
 Each round on a fresh embedded broker: RATE * SECONDS external events wait on
 ``cms.accepted``; two gate processes (``serve gate``, a name and a data directory
@@ -87,6 +88,7 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
             workdir,
             PARTITIONS,
             GATEKEEPER_GATE_STORE=args.store,
+            GATEKEEPER_STANDBY_REPLICAS=str(args.standby),
             # Two members joining a group: longer than the embedded mode's 1 s
             # join, which one revoking its partitions under load overruns.
             GATEKEEPER_KAFKA_SESSION_TIMEOUT=str(args.session),
@@ -190,6 +192,9 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=4.0)
     parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory")
     parser.add_argument("--session", type=float, default=4.0, help="group session, seconds")
+    parser.add_argument(
+        "--standby", type=int, default=0, help="standby copies of each table partition"
+    )
     args = parser.parse_args()
     rounds = [run_round(args, k + 1) for k in range(args.rounds)]
     for figure in ("before_p99", "after_p99", "after_max", "due_out_s", "all_out_s"):
