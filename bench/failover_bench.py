@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,47 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
         finally:
             for proc, _ in reversed(gates):
                 stop_process(proc)
-    return _figures(number, ins, outs, killed_at)
+    figures = _figures(number, ins, outs, killed_at)
+    return figures | _takeover(workdir / "gate-a.log", killed_at, figures["due_out_s"])
+
+
+#: The survivor's log events of a takeover, in their order.
+TAKEOVER = ("consumer.rebalancing", "consumer.assigned", "consumer.resumed")
+
+
+def _takeover(log: Path, killed_at: float, due_out_s: float) -> dict[str, float]:
+    """Where the failover's time went, from the survivor's log: from the kill until it
+    heard of the rebalance (the lost member's session), until it got its partitions
+    (the join), until its tables were recovered, and until everything due was out."""
+    seen: dict[str, list[float]] = defaultdict(list)
+    for line in log.read_text().splitlines():
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") in TAKEOVER:
+            ms = datetime.fromisoformat(event["timestamp"]).replace(tzinfo=UTC).timestamp() * 1000
+            if ms >= killed_at:
+                seen[event["event"]].append(ms)
+    if len(seen) < len(TAKEOVER):
+        print(f"  the survivor logged only {sorted(seen)} after the kill", flush=True)
+        return {}
+    # The first rebalance after the kill; the last assignment and resume: the group
+    # that settled (a join repeats when the member list changes meanwhile).
+    at = {
+        "consumer.rebalancing": min(seen["consumer.rebalancing"]),
+        "consumer.assigned": max(seen["consumer.assigned"]),
+        "consumer.resumed": max(seen["consumer.resumed"]),
+    }
+    steps = {
+        "session_s": (at["consumer.rebalancing"] - killed_at) / 1000,
+        "join_s": (at["consumer.assigned"] - at["consumer.rebalancing"]) / 1000,
+        "recovery_s": (at["consumer.resumed"] - at["consumer.assigned"]) / 1000,
+    }
+    steps["backlog_s"] = due_out_s - sum(steps.values())
+    print(
+        "  after the kill: "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in steps.items()),
+        flush=True,
+    )
+    return steps
 
 
 def _every_release(bootstrap: str, m: int, measured: Any) -> list[Any]:
@@ -197,8 +238,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     rounds = [run_round(args, k + 1) for k in range(args.rounds)]
-    for figure in ("before_p99", "after_p99", "after_max", "due_out_s", "all_out_s"):
-        print(f"{figure:12s} median {statistics.median(r[figure] for r in rounds):8.1f}")
+    figures = ("before_p99", "after_p99", "after_max", "due_out_s", "all_out_s", "session_s")
+    for figure in (*figures, "join_s", "recovery_s", "backlog_s"):
+        got = [r[figure] for r in rounds if figure in r]
+        if got:
+            print(f"{figure:12s} median {statistics.median(got):8.1f}")
     print(json.dumps({"rounds": rounds}))
     bad = sum(r["unreleased"] + r["twice"] for r in rounds)
     raise SystemExit(1 if bad else 0)

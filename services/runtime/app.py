@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -100,7 +101,41 @@ def make_app(service: str, settings: Settings, **overrides: Any) -> faust.App:
             if field not in given
         }
     conf |= overrides
-    return faust.App(f"gatekeeper-{service}", **conf)
+    app = faust.App(f"gatekeeper-{service}", **conf)
+    log_rebalances(app)
+    return app
+
+
+def log_rebalances(app: faust.App) -> None:
+    """Log each step of a rebalance, for whoever follows a failover: the group
+    changed (``consumer.rebalancing``), this process got its partitions
+    (``consumer.assigned``), its tables are recovered and its streams resume
+    (``consumer.resumed``), each with the seconds since the step before."""
+    log = structlog.get_logger("gatekeeper")
+    since = [time.monotonic()]
+
+    def step() -> float:
+        now, before = time.monotonic(), since[0]
+        since[0] = now
+        return round(now - before, 3)
+
+    # Each is called as (sender, *the signal's arguments, signal=..., **more).
+    def rebalancing(_: Any, /, *revoked: Any, signal: Any, **__: Any) -> None:
+        step()
+        log.info("consumer.rebalancing", partitions_revoked=len(revoked[0]))
+
+    def assigned(sender: Any, /, *assigned: Any, signal: Any, **__: Any) -> None:
+        standbys = len(sender.assignor.assigned_standbys())
+        log.info(
+            "consumer.assigned", partitions=len(assigned[0]), standbys=standbys, after_s=step()
+        )
+
+    def resumed(_: Any, /, *__: Any, signal: Any, **___: Any) -> None:
+        log.info("consumer.resumed", after_s=step())
+
+    app.on_partitions_revoked.connect(rebalancing)
+    app.on_partitions_assigned.connect(assigned)
+    app.on_rebalance_complete.connect(resumed)
 
 
 def inbound(event: Any) -> InboundRecord:

@@ -103,11 +103,17 @@ def test_two_gates_list_page_and_act_for_every_item_and_survive_losing_one(
                 assert post_event(ingest.url, internal_notice(item_id=item)).status_code == 202
 
         telling = threading.Thread(target=tell)
+        logged_before = len(second.logs())
         telling.start()
         first.stop(signal.SIGKILL)
         telling.join(60)
         counts = wait_until(lambda: topics.released("external.web", items), 120, "every release")
         assert set(counts.values()) == {1}, f"each released once: {counts}"
+        # The survivor says when it took the lost partitions over and resumed.
+        names = ["consumer.rebalancing", "consumer.assigned", "consumer.resumed"]
+        takeover = [e for e in second.logs()[logged_before:] if e["event"] in names]
+        assert [e["event"] for e in takeover][-3:] == names
+        assert takeover[-2]["partitions"] > takeover[-3]["partitions_revoked"], "it took more"
 
         def nothing_held(gate: Service) -> bool:
             return _mine(all_held(gate.url), set(items)) == []
