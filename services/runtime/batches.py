@@ -32,6 +32,12 @@ class PartitionBatches:
     offsets, so nothing is committed before it was saved. The handler gets a
     function that makes the batch's *i*-th event faust's current event, for
     table writes to go to that event's changelog partition.
+
+    An event read before the group's latest rebalance is neither decided nor
+    acknowledged: after a rebalance faust reads every partition again from its
+    committed offset, so such an event comes again, and acknowledged it would
+    enter the new generation's offsets, which faust commits as one unbroken run
+    without checking where that run begins.
     """
 
     def __init__(
@@ -62,6 +68,9 @@ class PartitionBatches:
             batch = [await queue.get()]
             while len(batch) < self._max and not queue.empty():
                 batch.append(queue.get_nowait())
+            batch = [event for event in batch if self._current(event)]
+            if not batch:
+                continue
             try:
                 saved = await self._handle(batch, functools.partial(_enter, batch))
             except Exception as exc:
@@ -78,8 +87,13 @@ class PartitionBatches:
             await self._failed(batch, exc)
             return False
         for event in batch:
-            event.ack()
+            if self._current(event):
+                event.ack()
         return True
+
+    def _current(self, event: Any) -> bool:
+        """Whether *event* was read in the group's present generation."""
+        return bool(event.message.generation_id == self._app.consumer_generation_id)
 
     async def _failed(self, batch: Sequence[Any], exc: Exception) -> None:
         # Unacknowledged, the batch is handled again after the restart the crash

@@ -14,17 +14,19 @@ from services.runtime.batches import PartitionBatches
 @dataclass
 class _Message:
     partition: int
+    generation_id: int = 1
 
 
 @dataclass
 class _Event:
     number: int
     partition: int = 0
+    generation: int = 1
     acked: bool = False
     message: _Message = field(init=False)
 
     def __post_init__(self) -> None:
-        self.message = _Message(self.partition)
+        self.message = _Message(self.partition, self.generation)
 
     def ack(self) -> None:
         self.acked = True
@@ -33,6 +35,7 @@ class _Event:
 class _App:
     def __init__(self) -> None:
         self.crashed: list[BaseException] = []
+        self.consumer_generation_id = 1
 
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
@@ -121,3 +124,34 @@ async def test_a_failed_save_crashes_the_app_and_acknowledges_nothing_of_its_bat
 
     assert not event.acked, "read again after the restart the crash causes"
     assert [type(e) for e in app.crashed] == [ConnectionError]
+
+
+async def test_what_was_read_before_a_rebalance_is_left_to_be_read_again_not_acknowledged() -> None:
+    app, saves = _App(), _Saves()
+    batches = PartitionBatches(app, saves.handle)  # type: ignore[arg-type]
+    before = [_Event(n) for n in (1, 2, 3)]
+    await batches.feed(before[0])
+    await saves.decided_again()
+    for event in before[1:]:
+        await batches.feed(event)  # queued while the first batch is saved
+    await saves.decided_again()
+    assert saves.decided == [[1], [2, 3]]
+    third = _Event(4)
+    await batches.feed(third)  # queued behind the two saves
+
+    # The group rebalances: faust reads the partition again from its committed
+    # offset, in the new generation.
+    app.consumer_generation_id = 2
+    saves.saves[0].set_result(None)
+    saves.saves[1].set_result(None)
+    again = [_Event(n, generation=2) for n in (1, 2, 3, 4)]
+    for event in again:
+        await batches.feed(event)
+    await saves.decided_again()
+    await _settle()
+
+    assert saves.decided == [[1], [2, 3], [1, 2, 3, 4]], "4 as read before: not decided"
+    assert not any(e.acked for e in [*before, third]), "no offset of the old generation"
+    saves.saves[2].set_result(None)
+    await _settle()
+    assert all(e.acked for e in again)
