@@ -168,8 +168,10 @@ def no_gap_acks() -> None:
     acknowledged, and the consumer goes back, as faust does after a rebalance:
     streams pause and drop what they had not started, every partition is sought
     to its committed offset, and streams resume. What is read twice is decided
-    once (the gate keeps the events it decided). Patches ``Consumer._add_gap``,
-    once.
+    once (the gate keeps the events it decided). A run of acknowledged offsets
+    that does not begin at the committed offset is not committed either, and is
+    read again the same way. Patches ``Consumer._add_gap`` and
+    ``Consumer._new_offset``, once.
     """
     import faust.transport.consumer as consumer
 
@@ -189,6 +191,53 @@ def no_gap_acks() -> None:
 
     add_gap._gatekeeper = True  # type: ignore[attr-defined]
     consumer.Consumer._add_gap = add_gap  # type: ignore[method-assign]
+
+    # faust commits the first unbroken run of acknowledged offsets, and lets that
+    # run begin one offset past the committed one (or anywhere, from offset 0):
+    # the record in between, never acknowledged, is committed unread. Here a run
+    # that does not begin at the committed offset is not committed; the hole is
+    # logged (``consumer.offset_hole``) and read again as a gap is.
+    original = consumer.Consumer._new_offset
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        acked, committed = self._acked[tp], self._committed_offset[tp]
+        if acked and committed is not None and min(acked) > committed:
+            if tp not in self.__dict__.setdefault("_gatekeeper_holes", set()):
+                self._gatekeeper_holes.add(tp)
+                structlog.get_logger("gatekeeper").warning(
+                    "consumer.offset_hole",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offsets=f"{committed}-{min(acked) - 1}",
+                )
+                _rereads.add(asyncio.ensure_future(_fill_hole(self, tp, committed)))
+            return None
+        self.__dict__.get("_gatekeeper_holes", set()).discard(tp)
+        return original(self, tp)
+
+    new_offset._gatekeeper = True  # type: ignore[attr-defined]
+    consumer.Consumer._new_offset = new_offset  # type: ignore[method-assign]
+
+
+async def _fill_hole(consumer: Any, tp: Any, committed: int) -> None:
+    """Read a hole before the acknowledged offsets again; if the log no longer holds
+    it (its retention ended while the group was away), commit from where it begins."""
+    try:
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > committed:
+            structlog.get_logger("gatekeeper").warning(
+                "consumer.offsets_gone",
+                topic=tp.topic,
+                partition=tp.partition,
+                offsets=f"{committed}-{earliest - 1}",
+            )
+            consumer._committed_offset[tp] = earliest
+        elif not getattr(consumer, "_gatekeeper_rereading", False):
+            consumer._gatekeeper_rereading = True
+            await _read_again(consumer)
+    except Exception:
+        consumer._gatekeeper_holes.discard(tp)  # tried again at the next commit
+        raise
 
 
 #: The re-reads under way (a task is kept until it is done).

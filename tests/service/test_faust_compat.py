@@ -222,3 +222,79 @@ def test_offsets_skipped_over_are_never_counted_as_handled_but_read_again() -> N
         "streams resumed",
         "fetching resumed",
     ]
+
+
+def _acking(committed: int | None, acked: list[int], earliest: int, steps: list[str]) -> Any:
+    """A consumer as faust's commit bookkeeping sees it, for one partition."""
+    tp = TP("cms.accepted", 0)
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return {tp: earliest}
+
+    async def perform_seek() -> None:
+        steps.append("sought to the committed offsets")
+
+    return SimpleNamespace(
+        _acked={tp: list(acked)},
+        _acked_index={tp: set(acked)},
+        _gap={tp: None},
+        _committed_offset={tp: committed},
+        app=SimpleNamespace(flow_control=_Flow(steps, "streams")),
+        stop_flow=lambda: steps.append("fetching stopped"),
+        resume_flow=lambda: steps.append("fetching resumed"),
+        perform_seek=perform_seek,
+        earliest_offsets=earliest_offsets,
+    )
+
+
+@pytest.mark.parametrize(
+    ("committed", "acked", "hole"),
+    [(10, [11, 12], "10-10"), (0, [1, 2], "0-0"), (10, [14], "10-13")],
+)
+def test_acknowledged_offsets_after_a_hole_are_not_committed_and_the_hole_is_read_again(
+    committed: int, acked: list[int], hole: str
+) -> None:
+    """faust would commit 13 for acknowledged 11 and 12 after a committed 10 (it lets a
+    run begin one past the committed offset, or anywhere after 0): offset 10, never
+    acknowledged, would be committed unread."""
+    from faust.transport.consumer import Consumer
+
+    _app()  # installs the patch
+    steps: list[str] = []
+    consumer = _acking(committed, acked, 0, steps)
+    tp = TP("cms.accepted", 0)
+
+    async def commit() -> int | None:
+        offset = Consumer._new_offset(cast(Any, consumer), tp)
+        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
+        return offset
+
+    with structlog.testing.capture_logs() as logged:
+        assert asyncio.run(commit()) is None
+    assert [(e["event"], e["offsets"]) for e in logged] == [("consumer.offset_hole", hole)]
+    assert "sought to the committed offsets" in steps, "read again from the committed offset"
+
+    # Once the hole is read and acknowledged, the run is committed.
+    consumer._acked[tp] = sorted({*range(committed, acked[0]), *acked})
+    consumer._acked_index[tp] = set(consumer._acked[tp])
+    assert Consumer._new_offset(cast(Any, consumer), tp) == acked[-1] + 1
+
+
+def test_a_hole_the_log_no_longer_holds_is_committed_past_once_read_is_impossible() -> None:
+    from faust.transport.consumer import Consumer
+
+    _app()
+    steps: list[str] = []
+    consumer = _acking(10, [50, 51], 50, steps)  # retention ended offsets 10 to 49
+    tp = TP("cms.accepted", 0)
+
+    async def commit() -> int | None:
+        offset = Consumer._new_offset(cast(Any, consumer), tp)
+        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
+        return offset
+
+    with structlog.testing.capture_logs() as logged:
+        assert asyncio.run(commit()) is None
+    assert [e["event"] for e in logged] == ["consumer.offset_hole", "consumer.offsets_gone"]
+    assert steps == [], "nothing to read again"
+    assert Consumer._new_offset(cast(Any, consumer), tp) == 52
