@@ -201,9 +201,12 @@ def no_gap_acks() -> None:
 
     def new_offset(self: Any, tp: Any) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]
+        # Each hole is read again once in a generation of the group (a rebalance
+        # seeks back by itself), not again at every commit while it is read.
+        holes: dict[Any, int] = self.__dict__.setdefault("_gatekeeper_holes", {})
         if acked and committed is not None and min(acked) > committed:
-            if tp not in self.__dict__.setdefault("_gatekeeper_holes", set()):
-                self._gatekeeper_holes.add(tp)
+            if holes.get(tp) != self.app.consumer_generation_id:
+                holes[tp] = self.app.consumer_generation_id
                 structlog.get_logger("gatekeeper").warning(
                     "consumer.offset_hole",
                     topic=tp.topic,
@@ -212,7 +215,7 @@ def no_gap_acks() -> None:
                 )
                 _rereads.add(asyncio.ensure_future(_fill_hole(self, tp, committed)))
             return None
-        self.__dict__.get("_gatekeeper_holes", set()).discard(tp)
+        holes.pop(tp, None)
         return original(self, tp)
 
     new_offset._gatekeeper = True  # type: ignore[attr-defined]
@@ -222,6 +225,9 @@ def no_gap_acks() -> None:
 async def _fill_hole(consumer: Any, tp: Any, committed: int) -> None:
     """Read a hole before the acknowledged offsets again; if the log no longer holds
     it (its retention ended while the group was away), commit from where it begins."""
+    if getattr(consumer.app, "rebalancing", False):
+        consumer._gatekeeper_holes.pop(tp, None)  # the rebalance seeks back; seen again after
+        return
     try:
         earliest = (await consumer.earliest_offsets(tp)).get(tp)
         if earliest is not None and earliest > committed:
@@ -235,9 +241,14 @@ async def _fill_hole(consumer: Any, tp: Any, committed: int) -> None:
         elif not getattr(consumer, "_gatekeeper_rereading", False):
             consumer._gatekeeper_rereading = True
             await _read_again(consumer)
-    except Exception:
-        consumer._gatekeeper_holes.discard(tp)  # tried again at the next commit
-        raise
+    except Exception as exc:  # a rebalance under way, say: tried again at the next commit
+        structlog.get_logger("gatekeeper").warning(
+            "consumer.offset_hole_not_read",
+            topic=tp.topic,
+            partition=tp.partition,
+            error=repr(exc),
+        )
+        consumer._gatekeeper_holes.pop(tp, None)
 
 
 #: The re-reads under way (a task is kept until it is done).
@@ -245,8 +256,15 @@ _rereads: set[asyncio.Future[None]] = set()
 
 
 async def _read_again(consumer: Any) -> None:
-    """Pause the streams, seek every partition to its committed offset, resume."""
+    """Pause the streams, seek every partition to its committed offset, resume.
+
+    Not while the group rebalances: that pauses, seeks to the committed offsets
+    and resumes by itself, and resuming here would start the streams before the
+    tables are recovered."""
     app = consumer.app
+    if getattr(app, "rebalancing", False):
+        consumer._gatekeeper_rereading = False
+        return
     try:
         app.flow_control.suspend()
         consumer.stop_flow()

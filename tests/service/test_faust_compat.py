@@ -239,7 +239,9 @@ def _acking(committed: int | None, acked: list[int], earliest: int, steps: list[
         _acked_index={tp: set(acked)},
         _gap={tp: None},
         _committed_offset={tp: committed},
-        app=SimpleNamespace(flow_control=_Flow(steps, "streams")),
+        app=SimpleNamespace(
+            flow_control=_Flow(steps, "streams"), consumer_generation_id=1, rebalancing=False
+        ),
         stop_flow=lambda: steps.append("fetching stopped"),
         resume_flow=lambda: steps.append("fetching resumed"),
         perform_seek=perform_seek,
@@ -272,7 +274,10 @@ def test_acknowledged_offsets_after_a_hole_are_not_committed_and_the_hole_is_rea
     with structlog.testing.capture_logs() as logged:
         assert asyncio.run(commit()) is None
     assert [(e["event"], e["offsets"]) for e in logged] == [("consumer.offset_hole", hole)]
-    assert "sought to the committed offsets" in steps, "read again from the committed offset"
+    assert steps.count("sought to the committed offsets") == 1, "read again from there"
+    with structlog.testing.capture_logs() as logged:
+        assert asyncio.run(commit()) is None, "the hole not yet read: not committed"
+    assert (logged, steps.count("sought to the committed offsets")) == ([], 1), "once a generation"
 
     # Once the hole is read and acknowledged, the run is committed.
     consumer._acked[tp] = sorted({*range(committed, acked[0]), *acked})
@@ -298,3 +303,21 @@ def test_a_hole_the_log_no_longer_holds_is_committed_past_once_read_is_impossibl
     assert [e["event"] for e in logged] == ["consumer.offset_hole", "consumer.offsets_gone"]
     assert steps == [], "nothing to read again"
     assert Consumer._new_offset(cast(Any, consumer), tp) == 52
+
+
+def test_a_hole_found_while_the_group_rebalances_is_left_to_the_rebalance_s_own_seek() -> None:
+    from faust.transport.consumer import Consumer
+
+    _app()
+    steps: list[str] = []
+    consumer = _acking(10, [11, 12], 0, steps)
+    consumer.app.rebalancing = True
+    tp = TP("cms.accepted", 0)
+
+    async def commit() -> int | None:
+        offset = Consumer._new_offset(cast(Any, consumer), tp)
+        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
+        return offset
+
+    assert asyncio.run(commit()) is None, "still not committed past the hole"
+    assert steps == [], "the streams are not resumed in the middle of a rebalance"
