@@ -2,7 +2,7 @@
 
     python -m bench.failover_bench [--rounds 3] [--rate 1000] [--seconds 10]
                                    [--kill-at 4] [--store memory|rocksdb] [--session 4]
-                                   [--standby 0]
+                                   [--standby 0] [--dynamic]
 
 Each round on a fresh embedded broker: RATE * SECONDS external events wait on
 ``cms.accepted``; two gate processes (``serve gate``, a name and a data directory
@@ -67,6 +67,8 @@ def _gate(env: dict[str, str], workdir: Path, name: str) -> tuple[Any, dict[str,
         "GATEKEEPER_INSTANCE_ID": f"{workdir.name}-{name}",
         "GATEKEEPER_DATA_DIR": str(workdir / f"data-{name}"),
     }
+    if env.get("GATEKEEPER_INSTANCE_ID") == "":  # dynamic membership asked for
+        del own["GATEKEEPER_INSTANCE_ID"]
     argv = [sys.executable, "-m", "services.cli", "serve", "gate"]
     return start_process(argv, own, workdir / f"{name}.log"), own
 
@@ -98,6 +100,8 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
             GATEKEEPER_KAFKA_REBALANCE_TIMEOUT=str(args.session),
             GATEKEEPER_KAFKA_HEARTBEAT_INTERVAL=str(args.session / 4),
         )
+        if args.dynamic:
+            env["GATEKEEPER_INSTANCE_ID"] = ""
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
         topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
         items = [(f"lerum:bench-{i}".encode(), accepted_event(i)) for i in range(m)]
@@ -237,6 +241,11 @@ def main() -> None:
     parser.add_argument("--session", type=float, default=4.0, help="group session, seconds")
     parser.add_argument(
         "--standby", type=int, default=0, help="standby copies of each table partition"
+    )
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="no GATEKEEPER_INSTANCE_ID: dynamic group membership, not the chart's static",
     )
     args = parser.parse_args()
     rounds = [run_round(args, k + 1) for k in range(args.rounds)]
