@@ -249,6 +249,15 @@ def _acking(committed: int | None, acked: list[int], earliest: int, steps: list[
     )
 
 
+async def _commit(consumer: Any, tp: TP) -> int | None:
+    """The offset faust would commit for *tp* now, once any re-read this started is done."""
+    from faust.transport.consumer import Consumer
+
+    offset = Consumer._new_offset(cast(Any, consumer), tp)
+    await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
+    return offset
+
+
 @pytest.mark.parametrize(
     ("committed", "acked", "hole"),
     [(10, [11, 12], "10-10"), (0, [1, 2], "0-0"), (10, [14], "10-13")],
@@ -266,17 +275,12 @@ def test_acknowledged_offsets_after_a_hole_are_not_committed_and_the_hole_is_rea
     consumer = _acking(committed, acked, 0, steps)
     tp = TP("cms.accepted", 0)
 
-    async def commit() -> int | None:
-        offset = Consumer._new_offset(cast(Any, consumer), tp)
-        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
-        return offset
-
     with structlog.testing.capture_logs() as logged:
-        assert asyncio.run(commit()) is None
+        assert asyncio.run(_commit(consumer, tp)) is None
     assert [(e["event"], e["offsets"]) for e in logged] == [("consumer.offset_hole", hole)]
     assert steps.count("sought to the committed offsets") == 1, "read again from there"
     with structlog.testing.capture_logs() as logged:
-        assert asyncio.run(commit()) is None, "the hole not yet read: not committed"
+        assert asyncio.run(_commit(consumer, tp)) is None, "the hole not yet read: not committed"
     assert (logged, steps.count("sought to the committed offsets")) == ([], 1), "once a generation"
 
     # Once the hole is read and acknowledged, the run is committed.
@@ -293,20 +297,14 @@ def test_a_hole_the_log_no_longer_holds_is_committed_past_once_read_is_impossibl
     consumer = _acking(10, [50, 51], 50, steps)  # retention ended offsets 10 to 49
     tp = TP("cms.accepted", 0)
 
-    async def commit() -> int | None:
-        offset = Consumer._new_offset(cast(Any, consumer), tp)
-        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
-        return offset
-
     with structlog.testing.capture_logs() as logged:
-        assert asyncio.run(commit()) is None
+        assert asyncio.run(_commit(consumer, tp)) is None
     assert [e["event"] for e in logged] == ["consumer.offset_hole", "consumer.offsets_gone"]
     assert steps == [], "nothing to read again"
     assert Consumer._new_offset(cast(Any, consumer), tp) == 52
 
 
 def test_a_hole_found_while_the_group_rebalances_is_left_to_the_rebalance_s_own_seek() -> None:
-    from faust.transport.consumer import Consumer
 
     _app()
     steps: list[str] = []
@@ -314,10 +312,5 @@ def test_a_hole_found_while_the_group_rebalances_is_left_to_the_rebalance_s_own_
     consumer.app.rebalancing = True
     tp = TP("cms.accepted", 0)
 
-    async def commit() -> int | None:
-        offset = Consumer._new_offset(cast(Any, consumer), tp)
-        await asyncio.gather(*[t for t in faust_compat._rereads if not t.done()])
-        return offset
-
-    assert asyncio.run(commit()) is None, "still not committed past the hole"
+    assert asyncio.run(_commit(consumer, tp)) is None, "still not committed past the hole"
     assert steps == [], "the streams are not resumed in the middle of a rebalance"
