@@ -201,11 +201,13 @@ def no_gap_acks() -> None:
 
     def new_offset(self: Any, tp: Any) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]
-        # Each hole is read again once in a generation of the group (a rebalance
-        # seeks back by itself), not again at every commit while it is read.
+        # Each hole is read again once in a generation of the group, not again at
+        # every commit while it is read; one found while the group rebalances is
+        # left to the rebalance, which seeks back to the committed offsets itself.
         holes: dict[Any, int] = self.__dict__.setdefault("_gatekeeper_holes", {})
         if acked and committed is not None and min(acked) > committed:
-            if holes.get(tp) != self.app.consumer_generation_id:
+            rebalancing = getattr(self.app, "rebalancing", False)
+            if not rebalancing and holes.get(tp) != self.app.consumer_generation_id:
                 holes[tp] = self.app.consumer_generation_id
                 structlog.get_logger("gatekeeper").warning(
                     "consumer.offset_hole",

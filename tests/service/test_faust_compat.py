@@ -312,5 +312,13 @@ def test_a_hole_found_while_the_group_rebalances_is_left_to_the_rebalance_s_own_
     consumer.app.rebalancing = True
     tp = TP("cms.accepted", 0)
 
-    assert asyncio.run(_commit(consumer, tp)) is None, "still not committed past the hole"
+    with structlog.testing.capture_logs() as logged:
+        assert asyncio.run(_commit(consumer, tp)) is None, "still not committed past the hole"
     assert steps == [], "the streams are not resumed in the middle of a rebalance"
+    assert logged == [], "nor a hole logged at every commit while the group rebalances"
+
+    consumer.app.rebalancing = False  # the rebalance over, the hole still there
+    with structlog.testing.capture_logs() as logged:
+        assert asyncio.run(_commit(consumer, tp)) is None
+    assert [e["event"] for e in logged] == ["consumer.offset_hole"]
+    assert "sought to the committed offsets" in steps
