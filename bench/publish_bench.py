@@ -43,11 +43,11 @@ from bench.gate_bench import cpu_seconds, print_targets
 from bench.path_bench import OUTBOUND, _env
 from bench.receiver import Receiver
 from bench.up_bench import _ready
-from schemas import Contact, ReleaseOrder, Sender
+from schemas import ReleaseOrder
 from services.runtime import topic_admin, topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.config import DEFAULT_CONFIG_PATH, load_deployment
-from tests.conftest import with_outbound_secrets
+from tests.conftest import LERUM_SENDER, with_outbound_secrets
 from tests.harness import start_process, stop_process, wait_until, write_batched
 
 #: aiohttp's default connection limit, which each webhook channel's session has
@@ -68,13 +68,7 @@ def _order(item: str, channel: str) -> tuple[bytes, bytes]:
         title="Ny förskola i Gråbo",
         body="Lerums kommun öppnar en ny förskola i Gråbo i augusti.",
         recipients="Invånare i Lerum",
-        sender=Sender(
-            organization="Lerums kommun",
-            unit="Sektor Lärande",
-            contact=Contact(name="Kommunikationsenheten"),
-            logo_url="https://www.lerum.se/logo.svg",
-            website="https://www.lerum.se",
-        ),
+        sender=LERUM_SENDER,
         released_at=datetime.now(UTC),
     )
     return f"lerum:{item}".encode(), order.model_dump_json().encode()

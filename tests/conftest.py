@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from schemas import Contact, Sender
 from tests import properties  # noqa: F401  (loads the example counts for every tier)
 
 LERUM_SECRET = "whsec_" + base64.b64encode(b"lerum-test-secret-0123456789abcd").decode()
@@ -49,6 +50,16 @@ def with_outbound_secrets(raw: dict[str, Any]) -> dict[str, Any]:
         if name in raw["tenants"]:
             raw["tenants"][name]["outbound_secret_env"] = f"GATEKEEPER_OUTBOUND_{name.upper()}"
     return raw
+
+
+#: Lerum as the sender of its release orders.
+LERUM_SENDER = Sender(
+    organization="Lerums kommun",
+    unit="Sektor Lärande",
+    contact=Contact(name="Kommunikationsenheten"),
+    logo_url="https://www.lerum.se/logo.svg",
+    website="https://www.lerum.se",
+)
 
 
 def content_event(**overrides: Any) -> dict[str, Any]:

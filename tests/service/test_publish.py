@@ -12,12 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from schemas.events import (
     AcceptedEvent,
-    Contact,
     ContentEvent,
     ManualRelease,
     Notification,
     ReleaseOrder,
-    Sender,
 )
 from services.publish.assembly import publish_handler
 from services.publish.channels import DeliveryFailed, Transports
@@ -29,7 +27,7 @@ from services.runtime.config import Deployment, Notifications, StatusWebhook
 from services.runtime.memory import DictModelTable, MemoryOutbox
 from services.runtime.operators import Identity, OperatorDirectory
 from services.runtime.ports import InboundRecord, OutboundRecord
-from tests.conftest import content_event
+from tests.conftest import LERUM_SENDER, content_event
 from tests.harness import memory_gate
 from tests.service.conftest import FakeClock, sha256
 
@@ -116,13 +114,7 @@ def _order(clock: FakeClock, channels: list[str], audience: str = "external") ->
         title="Ny förskola",
         body="Förskolan öppnar i augusti.",
         recipients="Invånare i Lerum",
-        sender=Sender(
-            organization="Lerums kommun",
-            unit="Sektor Lärande",
-            contact=Contact(name="Kommunikationsenheten"),
-            logo_url="https://www.lerum.se/logo.svg",
-            website="https://www.lerum.se",
-        ),
+        sender=LERUM_SENDER,
         released_at=clock(),
     )
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Contact, ReleaseOrder, Sender
+from schemas import ReleaseOrder
 from services.publish.delivery import Delivery, Outcome, delivery_key
 from services.publish.machine import (
     DeadLettered,
@@ -24,6 +24,7 @@ from services.publish.machine import (
     WriteToTopic,
     decide,
 )
+from tests.conftest import LERUM_SENDER
 from tests.properties import examples
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -44,13 +45,7 @@ def _order(version: int, channels: list[str]) -> ReleaseOrder:
         title="Nyhet",
         body="Text.",
         recipients="Alla medarbetare",
-        sender=Sender(
-            organization="Lerums kommun",
-            unit="Sektor Lärande",
-            contact=Contact(name="Kommunikationsenheten"),
-            logo_url="https://www.lerum.se/logo.svg",
-            website="https://www.lerum.se",
-        ),
+        sender=LERUM_SENDER,
         released_at=T0,
     )
 
