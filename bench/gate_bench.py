@@ -92,6 +92,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_name(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each named process, and of this one (the load generator).
+    Names that differ only in a trailing digit ("receivers", "receivers2") add up."""
+    used = {"generator": time.process_time()}
+    for name, pid in pids.items():
+        if pid is not None:
+            key = name.rstrip("0123456789")
+            used[key] = used.get(key, 0.0) + cpu_seconds(pid)
+    return used
+
+
 def watch(
     bootstrap: str, topic: str, want: int, pid: int, timeout: float = 300
 ) -> tuple[list[Any], float]:

@@ -42,7 +42,7 @@ from bench.gate_bench import (
     PARTITIONS,
     _latencies,
     _receipt,
-    cpu_seconds,
+    cpu_by_name,
     percentile,
     print_targets,
 )
@@ -161,13 +161,6 @@ class Pager:
         return int(self.pages.value)
 
 
-def _cpu(pids: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds so far of each process, and of this one (the receipts' writer)."""
-    used = {"bench": time.process_time()}
-    used |= {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
-    return used
-
-
 def _busy(before: dict[str, float], after: dict[str, float], wall: float) -> str:
     each = {name: (after[name] - before[name]) / wall for name in before if name in after}
     parts = "  ".join(f"{name} {cores:.2f}" for name, cores in each.items())
@@ -228,15 +221,15 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
                     first = _timed_gets(client, f"{base}/v1/held", {"limit": "100"}, 200)
                     middle = _timed_gets(client, f"{base}/v1/held", deep, 200)
                     pids = {"gate": gate.pid, "broker": broker.pid}
-                    cpu, begun = _cpu(pids), time.monotonic()
+                    cpu, begun = cpu_by_name(pids), time.monotonic()
                     calm = _releases(broker.bootstrap, f"calm{r}-", m, args.rate)
-                    calm_busy = _busy(cpu, _cpu(pids), time.monotonic() - begun)
+                    calm_busy = _busy(cpu, cpu_by_name(pids), time.monotonic() - begun)
                     pager = Pager(f"{base}/v1/held")
                     pager.start()
                     pids["pager"] = pager.process.pid
-                    cpu, begun = _cpu(pids), time.monotonic()
+                    cpu, begun = cpu_by_name(pids), time.monotonic()
                     paged = _releases(broker.bootstrap, f"paged{r}-", m, args.rate)
-                    paged_busy = _busy(cpu, _cpu(pids), time.monotonic() - begun)
+                    paged_busy = _busy(cpu, cpu_by_name(pids), time.monotonic() - begun)
                     pages = pager.stop()
                     result = {
                         "first_p50": percentile(first, 0.5),

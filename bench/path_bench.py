@@ -53,7 +53,7 @@ import httpx
 import yaml
 
 from bench.door_bench import signed
-from bench.gate_bench import cpu_seconds, percentile, print_targets
+from bench.gate_bench import cpu_by_name, percentile, print_targets
 from bench.receiver import Receiver
 from bench.up_bench import _ready
 from services.runtime import topic_admin, topics
@@ -224,14 +224,14 @@ def run_pipeline(
                 asyncio.run(fire(ingest, signed(external, f"{tag}-x"), None))
                 wait_until(functools.partial(_held, gate, count), 120, f"{count} held")
                 notices = signed([internal_notice(item_id=i) for i in items], f"{tag}-i")
-                cpu_before, wall_before = _cpu(pids), time.monotonic()
+                cpu_before, wall_before = cpu_by_name(pids), time.monotonic()
                 sent = asyncio.run(fire(ingest, notices, rate or WARM_UP))
                 released += count
                 wait_until(
                     functools.partial(site.has, released), 180, f"{released} at the receiver"
                 )
                 if rate != 0.0:
-                    _print_cpu(rate, count, _cpu(pids), cpu_before, wall_before)
+                    _print_cpu(rate, count, cpu_by_name(pids), cpu_before, wall_before)
                 if rate != 0.0:
                     posted[rate] = dict(zip(items, sent, strict=True))
             web = _stamps(broker.bootstrap, "external.web")
@@ -248,15 +248,6 @@ def run_pipeline(
         rate: {"site": latencies(p, arrived_site), "web": latencies(p, web)}
         for rate, p in posted.items()
     }
-
-
-def _cpu(pids: dict[str, int | None]) -> dict[str, float]:
-    """CPU seconds so far of each process, and of this one (the load generator)."""
-    used = {"generator": time.process_time()}
-    for name, pid in pids.items():
-        if pid is not None:
-            used[name.rstrip("2")] = used.get(name.rstrip("2"), 0.0) + cpu_seconds(pid)
-    return used
 
 
 def _print_cpu(
@@ -334,13 +325,13 @@ def run_chain(
                     f"chain {n}": p.pid for n, p in zip("abc", procs, strict=True)
                 }
                 pids["broker"] = broker.pid
-                cpu_before, wall_before = _cpu(pids), time.monotonic()
+                cpu_before, wall_before = cpu_by_name(pids), time.monotonic()
                 sent = asyncio.run(fire(url, notices, rate or WARM_UP))
                 keys = {f"lerum:{i}".encode() for i in items}
                 through = read_records(broker.bootstrap, CHAIN[-1], count, 180, _keyed(keys))
                 arrived = {r.key.decode().split(":", 1)[1]: r.timestamp / 1000 for r in through}
                 if rate != 0.0:
-                    cpu_after = _cpu(pids)
+                    cpu_after = cpu_by_name(pids)
                     del cpu_after["generator"]  # it reads the last topic too: not counted
                     _print_cpu(rate, count, cpu_after, cpu_before, wall_before, "bare chain")
                     figures[rate] = latencies(dict(zip(items, sent, strict=True)), arrived)
