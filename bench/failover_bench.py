@@ -61,23 +61,26 @@ from tests.harness import (
 WARM = 1000
 
 
-def _gate(env: dict[str, str], workdir: Path, name: str) -> tuple[Any, dict[str, str]]:
+def _gate(
+    env: dict[str, str], workdir: Path, name: str, static: bool
+) -> tuple[Any, dict[str, str]]:
     own = env | {
         "GATEKEEPER_GATE_PORT": str(free_port()),
-        "GATEKEEPER_INSTANCE_ID": f"{workdir.name}-{name}",
         "GATEKEEPER_DATA_DIR": str(workdir / f"data-{name}"),
     }
-    if env.get("GATEKEEPER_INSTANCE_ID") == "":  # dynamic membership asked for
-        del own["GATEKEEPER_INSTANCE_ID"]
+    if static:  # as the chart's StatefulSet names its pods
+        own["GATEKEEPER_INSTANCE_ID"] = f"{workdir.name}-{name}"
     argv = [sys.executable, "-m", "services.cli", "serve", "gate"]
     return start_process(argv, own, workdir / f"{name}.log"), own
 
 
-def start_two_gates(env: dict[str, str], workdir: Path, gates: list[Any]) -> None:
+def start_two_gates(
+    env: dict[str, str], workdir: Path, gates: list[Any], static: bool = True
+) -> None:
     """gate-a, then gate-b once gate-a is ready, as a StatefulSet rolls its pods out;
     each put in *gates* as it starts, for the caller to stop."""
     for name in ("gate-a", "gate-b"):
-        gates.append(_gate(env, workdir, name))
+        gates.append(_gate(env, workdir, name, static))
         url = f"http://127.0.0.1:{gates[-1][1]['GATEKEEPER_GATE_PORT']}/readyz"
         wait_until(functools.partial(_ready, url), 300, f"{url} ready")
 
@@ -100,8 +103,6 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
             GATEKEEPER_KAFKA_REBALANCE_TIMEOUT=str(args.session),
             GATEKEEPER_KAFKA_HEARTBEAT_INTERVAL=str(args.session / 4),
         )
-        if args.dynamic:
-            env["GATEKEEPER_INSTANCE_ID"] = ""
         deployment = load_deployment(DEFAULT_CONFIG_PATH, env)
         topic_admin.ensure_topics(broker.bootstrap, topics.topics_for(deployment), PARTITIONS, 1)
         items = [(f"lerum:bench-{i}".encode(), accepted_event(i)) for i in range(m)]
@@ -109,7 +110,7 @@ def run_round(args: argparse.Namespace, number: int) -> dict[str, float]:
         write_batched(broker.bootstrap, topics.ACCEPTED, items + warm)
         gates: list[Any] = []
         try:
-            start_two_gates(env, workdir, gates)
+            start_two_gates(env, workdir, gates, static=not args.dynamic)
             read_records(broker.bootstrap, topics.DECISIONS, m + WARM, 300)  # every item held
             # Both gates deciding, the group settled: a second of receipts, all released.
             warming = [(f"lerum:warm-{i}".encode(), _receipt(i, "warm-")) for i in range(WARM)]
