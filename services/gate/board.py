@@ -21,17 +21,20 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from services.gate import paging, wording
+from services.gate.board_pages import read_page, reasons_text
 from services.gate.state import GatePolicy, Held, ItemState, sender_for
 from services.runtime.stamps import stamp_of
 
-__all__ = ["HeldBoard", "api_row", "record_value", "rows_of"]
+__all__ = ["HeldBoard", "PageReader", "api_row", "record_value", "rows_of"]
 
 Row = dict[str, Any]
+#: Reads a page in a process of its own (``PageWorker.read``): ``None`` when it cannot.
+PageReader = Callable[[dict[str, Any]], Awaitable[tuple[bytes, int, str | None] | None]]
 
 _SCHEMA = """
 CREATE TABLE items (key BLOB PRIMARY KEY, stamp REAL NOT NULL) WITHOUT ROWID;
@@ -49,8 +52,6 @@ CREATE TABLE held (
 ) WITHOUT ROWID;
 CREATE INDEX held_order ON held (since, tenant, item_id, audience);
 """
-#: The order of the list and of a cursor's place in it (as ``paging``).
-_ORDER = "since, tenant, item_id, audience"
 
 
 def _preview(policy: GatePolicy | None, held: Held) -> str:
@@ -103,10 +104,6 @@ def record_value(rows: list[Row]) -> bytes | None:
     return json.dumps(rows, separators=(",", ":")).encode() if rows else None
 
 
-def _reasons_text(reasons: Iterable[str]) -> str:
-    return "|" + "|".join(reasons) + "|"
-
-
 class HeldBoard:
     """The held list of every process, paged from an index: a page, its count and the
     filters cost the same at a million held rows as at ten."""
@@ -136,6 +133,11 @@ class HeldBoard:
             self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         #: held rows per (tenant, reason) and per (tenant, ""): counts without a scan
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._pages: PageReader | None = None
+
+    def read_pages_with(self, reader: PageReader) -> None:
+        """Let *reader* read the API's pages, in a process of its own (a board on file)."""
+        self._pages = reader
 
     def put(self, key: bytes, stamp: float, rows: list[Row]) -> None:
         """The owner's rows for one item at *stamp*; ignored if the board has newer."""
@@ -172,7 +174,7 @@ class HeldBoard:
                         r["tenant"],
                         r["item_id"],
                         f"{r['title']} {r['item_id']}".casefold(),
-                        _reasons_text(r["reasons"]),
+                        reasons_text(r["reasons"]),
                         json.dumps(r, separators=(",", ":")),
                         json.dumps(api_row(r), separators=(",", ":")),
                     )
@@ -250,8 +252,11 @@ class HeldBoard:
     ) -> paging.Page:
         """What :func:`paging.page` answers for the rows of *tenants*, from the index:
         oldest hold first, after *cursor*, matching every word of *q* and *reason*."""
-        texts, count, next_cursor = self._page("row", tenants, limit, cursor, q, reason)
-        return paging.Page([json.loads(text) for text in texts], count, next_cursor)
+        count = self._known_count(tenants, q, reason)
+        texts, total, next_cursor = read_page(
+            self._db, "row", tenants, limit, cursor, q, reason, count
+        )
+        return paging.Page([json.loads(text) for text in texts], total, next_cursor)
 
     async def page_json(
         self,
@@ -261,71 +266,38 @@ class HeldBoard:
         cursor: str | None = None,
         q: str | None = None,
         reason: str | None = None,
-    ) -> tuple[list[str], int, str | None]:
-        """:meth:`page` as ``GET /v1/held`` answers it, each row JSON text as stored: a
-        page costs no parsing, and on a file it is read on a thread of its own, so
-        paging through a million rows leaves the decisions their time."""
+    ) -> tuple[bytes, int, str | None]:
+        """:meth:`page` as ``GET /v1/held`` answers it: the rows as stored, JSON objects
+        joined by ``", "`` (a page costs no parsing), the count and the next cursor.
+        On a file the page is read away from the event loop that decides: by the page
+        reader's process when there is one and it answers, else on a thread."""
+        if cursor:
+            paging.decode(cursor)  # a bad cursor is refused here, whoever reads
+        count = self._known_count(tenants, q, reason)
+        if self._pages is not None:
+            asked = {"tenants": sorted(set(tenants)), "limit": limit, "cursor": cursor,
+                     "q": q, "reason": reason, "count": count}  # fmt: skip
+            answer = await self._pages(asked)
+            if answer is not None:
+                return answer
+        query = (tenants, limit, cursor, q, reason, count)
         if self._reader is None:
-            return self._page("api", tenants, limit, cursor, q, reason)
-        return await asyncio.to_thread(self._read_page, tenants, limit, cursor, q, reason)
-
-    def _read_page(
-        self,
-        tenants: Collection[str],
-        limit: int,
-        cursor: str | None,
-        q: str | None,
-        reason: str | None,
-    ) -> tuple[list[str], int, str | None]:
-        with self._reading:  # one page at a time on the reading connection
-            return self._page("api", tenants, limit, cursor, q, reason, self._reader)
-
-    def _page(
-        self,
-        column: Literal["row", "api"],
-        tenants: Collection[str],
-        limit: int,
-        cursor: str | None,
-        q: str | None,
-        reason: str | None,
-        db: sqlite3.Connection | None = None,
-    ) -> tuple[list[str], int, str | None]:
-        db = db or self._db
-        after = paging.decode(cursor) if cursor else None
-        chosen = sorted(set(tenants))
-        where = [f"tenant IN ({','.join('?' * len(chosen))})"]
-        params: list[Any] = list(chosen)
-        words = (q or "").casefold().split()
-        for word in words:
-            where.append("instr(words, ?) > 0")
-            params.append(word)
-        if reason is not None:
-            where.append("instr(reasons, ?) > 0")
-            params.append(_reasons_text([reason]))
-        # *where* holds only the fragments above; every value is a placeholder.
-        if words:
-            count = db.execute(
-                f"SELECT count(*) FROM held WHERE {' AND '.join(where)}",  # noqa: S608
-                params,
-            ).fetchone()[0]
+            texts, total, next_cursor = read_page(self._db, "api", *query)
         else:
-            count = sum(self._counts[(t, reason or "")] for t in chosen)
-        if after is not None:
-            where.append(f"({_ORDER}) > (?, ?, ?, ?)")
-            params.extend(after)
-        found = db.execute(
-            f"SELECT {column}, {_ORDER} FROM held WHERE {' AND '.join(where)}"  # noqa: S608
-            f" ORDER BY {_ORDER} LIMIT ?",
-            [*params, limit + 1],
-        ).fetchall()
-        taken = found[:limit]
-        more = len(found) > limit and bool(taken)
-        last = taken[-1] if taken else None
-        next_cursor = (
-            paging.cursor_after(
-                {"held_since": last[1], "tenant": last[2], "item_id": last[3], "audience": last[4]}
-            )
-            if more and last is not None
-            else None
-        )
-        return [row[0] for row in taken], int(count), next_cursor
+            texts, total, next_cursor = await asyncio.to_thread(self._on, self._reader, query)
+        return ", ".join(texts).encode(), total, next_cursor
+
+    def _on(
+        self, reader: sqlite3.Connection, query: tuple[Any, ...]
+    ) -> tuple[list[str], int, str | None]:
+        """An API page on the reading connection, one at a time (on a thread)."""
+        with self._reading:
+            return read_page(reader, "api", *query)
+
+    def _known_count(
+        self, tenants: Collection[str], q: str | None, reason: str | None
+    ) -> int | None:
+        """The count of matching rows without a scan, unless a search asks for one."""
+        if (q or "").split():
+            return None
+        return sum(self._counts[(t, reason or "")] for t in set(tenants))

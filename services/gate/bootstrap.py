@@ -39,6 +39,7 @@ from services.gate.index import HoldIndex
 from services.gate.monthly import MonthlyReports
 from services.gate.oidc import OidcClient, OidcConfig
 from services.gate.operator_api import OperatorApi
+from services.gate.page_worker import PageWorker
 from services.gate.sessions import KafkaRevocations, Sessions, fernet_key
 from services.gate.state import ItemState
 from services.gate.telemetry import FollowUpCollector
@@ -92,7 +93,11 @@ def build(
         settings.console_url or f"http://127.0.0.1:{settings.gate_port}/console"
     ).rstrip("/")
     # Every item held, whichever gate process owns it: gate.held, read whole by each.
-    board = HeldBoard(settings.data_dir / "gate" / "held-board.sqlite3")
+    board_file = settings.data_dir / "gate" / "held-board.sqlite3"
+    board = HeldBoard(board_file)
+    # GET /v1/held's pages are read by a process of their own, off the deciding loop.
+    pages = PageWorker(board_file)
+    board.read_pages_with(pages.read)
     held_list = TopicMirror(settings, topics.HELD, board.apply, board.apply_many)
     handler = gate_handler(
         deployment,
@@ -185,7 +190,7 @@ def build(
     web_service = WebService(web_app, settings.host, settings.gate_port)
     probe = KafkaProbe(settings, link)
     register_mirrors(registry, [mirror, trail, held_list])
-    services = [web_service, producer, probe, mirror, trail, held_list]
+    services = [web_service, producer, probe, mirror, trail, held_list, pages]
     return GateService(app=app, services=services, web_app=web_app, handler=handler)
 
 

@@ -183,13 +183,14 @@ class OperatorApi:
             errors.append({"field": "cursor", "detail": str(exc)})
         if errors:
             return bad_query(request, errors)
-        # The rows as the board keeps them, as JSON text: a page is joined, not parsed.
+        # The rows as the board keeps them, joined as JSON text: a page is not parsed.
         rest = json.dumps(
             {"count": count, "next_cursor": next_cursor, "as_of": self._as_of().isoformat()}
         )
         return web.Response(
-            text=f'{{"held": [{", ".join(rows)}], {rest[1:]}',
+            body=b'{"held": [' + rows + b"], " + rest[1:].encode(),
             content_type="application/json",
+            charset="utf-8",
         )
 
     async def release(self, request: web.Request) -> web.Response:

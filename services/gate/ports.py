@@ -55,7 +55,7 @@ class Board(Protocol):
         cursor: str | None = None,
         q: str | None = None,
         reason: str | None = None,
-    ) -> tuple[list[str], int, str | None]: ...
+    ) -> tuple[bytes, int, str | None]: ...
 
 
 class GateMetrics(Protocol):
