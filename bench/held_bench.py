@@ -1,6 +1,7 @@
 """``GET /v1/held`` at a million held items, and the gate's releases while it is paged.
 
     python -m bench.held_bench [--held 1000000] [--rounds 3] [--rate 1000] [--seconds 5]
+                               [--pager-nice 0]
 
 On one embedded broker: HELD rows are written to ``gate.held`` as owning gate
 processes write them (one item per record, about 1 KB each, with the owner's
@@ -16,7 +17,9 @@ first page counts every row. Then, each round:
   follows ``next_cursor`` through the whole list (``limit=1000``) as fast as
   the gate answers, from a process of its own: p50 and p99 from receipt to
   release (producer timestamps), the pages per second the client got, and the
-  cores each process kept busy.
+  cores each process kept busy (the gate's page reader, a child process of its
+  own, apart). On one machine the paging client takes cores the gate needs;
+  ``--pager-nice 10`` runs it at a lower priority, as if it ran elsewhere.
 
 Every round is printed, then the targets: each page's p99 at most 50 ms, and the
 p99 release latency while paging at most 1.5x that without (and at most 50 ms).
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -128,8 +132,9 @@ def _timed_gets(client: httpx.Client, url: str, params: dict[str, str], n: int) 
     return sorted(spent)
 
 
-def _page_through(url: str, stopped: Any, pages: Any) -> None:
+def _page_through(url: str, stopped: Any, pages: Any, nice: int) -> None:
     """Follow ``next_cursor`` through the whole list, over and over, until *stopped*."""
+    os.nice(nice)
     with httpx.Client(headers=AUTH, timeout=30) as client:
         params = {"limit": "1000"}
         while not stopped.is_set():
@@ -142,13 +147,14 @@ def _page_through(url: str, stopped: Any, pages: Any) -> None:
 class Pager:
     """A client paging through the whole list, in a process of its own: parsing a
     page of 1,000 rows takes the interpreter for milliseconds, which in the bench's
-    own process would hold back the receipts it writes."""
+    own process would hold back the receipts it writes. *nice* lowers its priority,
+    as if it ran on a machine of its own, not on the cores the gate shares."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, nice: int = 0) -> None:
         context = multiprocessing.get_context("spawn")
         self.stopped, self.pages = context.Event(), context.Value("i", 0)
         self.process = context.Process(
-            target=_page_through, args=(url, self.stopped, self.pages), daemon=True
+            target=_page_through, args=(url, self.stopped, self.pages, nice), daemon=True
         )
 
     def start(self) -> None:
@@ -159,6 +165,19 @@ class Pager:
         self.stopped.set()
         self.process.join(60)
         return int(self.pages.value)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes *pid* started (the gate's page reader)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _busy(before: dict[str, float], after: dict[str, float], wall: float) -> str:
@@ -224,9 +243,11 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
                     cpu, begun = cpu_by_name(pids), time.monotonic()
                     calm = _releases(broker.bootstrap, f"calm{r}-", m, args.rate)
                     calm_busy = _busy(cpu, cpu_by_name(pids), time.monotonic() - begun)
-                    pager = Pager(f"{base}/v1/held")
+                    pager = Pager(f"{base}/v1/held", args.pager_nice)
                     pager.start()
                     pids["pager"] = pager.process.pid
+                    readers = children_of(gate.pid)
+                    pids |= {f"page reader{n}": pid for n, pid in enumerate(readers)}
                     cpu, begun = cpu_by_name(pids), time.monotonic()
                     paged = _releases(broker.bootstrap, f"paged{r}-", m, args.rate)
                     paged_busy = _busy(cpu, cpu_by_name(pids), time.monotonic() - begun)
@@ -280,6 +301,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--pager-nice",
+        type=int,
+        default=0,
+        help="the paging client's niceness: 10 stands in for a client on a machine of its own",
+    )
     args = parser.parse_args()
     results = run(args)
     found = targets(results)
