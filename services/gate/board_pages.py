@@ -1,21 +1,22 @@
 """A page of the held board's index, and the process that reads pages of it.
 
 :func:`read_page` is the query: oldest hold first, after a cursor, matching every
-word of a search and a reason. The gate asks it on its own connection for the
-console, and :func:`serve` answers it in a process of its own for ``GET /v1/held``
+word of a search and a reason. :func:`serve` answers it in a process of its own
+for ``GET /v1/held`` and the console's list
 (``python -m services.gate.board_pages BOARD_FILE``): fetching a page of a
 thousand rows takes the interpreter for milliseconds, which in the gate's process
 would be taken from the event loop that decides releases, whatever thread did
 the fetching. Write-ahead logging lets that process read while the gate writes.
 
-The worker reads one request a line on standard input (JSON: ``tenants``,
-``limit``, ``cursor``, ``q``, ``reason`` and ``count``, the count when the gate
-knows it without a scan) and answers each with a JSON line (``count``,
-``next_cursor``, ``size``; or ``bad_cursor`` or ``error``) followed by ``size``
-bytes: the page's rows as ``GET /v1/held`` shows them, JSON objects joined by
-``", "``. It ends when standard input does, as when the gate is gone. It runs
-at a lower priority than the gate (:data:`NICENESS`): where the cores are
-shared, a page waits rather than a release.
+The worker reads one request a line on standard input (JSON: ``column``,
+``tenants``, ``limit``, ``cursor``, ``q``, ``reason`` and ``count``, the count
+when the gate knows it without a scan) and answers each with a JSON line
+(``count``, ``next_cursor``, ``size``; or ``bad_cursor`` or ``error``) followed
+by ``size`` bytes: the page's rows, as ``GET /v1/held`` shows them (``api``) or
+whole for the console (``row``), JSON objects joined by ``", "``. It ends when
+standard input does, as when the gate is gone. It runs at a lower priority
+than the gate (:data:`NICENESS`): where the cores are shared, a page waits
+rather than a release.
 
 This module imports nothing but the standard library and :mod:`paging`, so the
 worker starts in a fraction of a second and stays small.
@@ -99,9 +100,12 @@ def answer(db: sqlite3.Connection, line: bytes) -> tuple[dict[str, Any], bytes]:
     """One request line's header and body."""
     try:
         asked = json.loads(line)
+        column = asked.get("column", "api")
+        if column not in ("row", "api"):
+            raise ValueError(column)
         rows, count, next_cursor = read_page(
             db,
-            "api",
+            column,
             [str(t) for t in asked["tenants"]],
             int(asked["limit"]),
             asked.get("cursor"),

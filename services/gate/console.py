@@ -345,7 +345,7 @@ class Console:
         q = request.query.get("q", "").strip()
         reason = request.query.get("orsak") or None
         try:
-            found = board.page(
+            found = await board.read(
                 tenants,
                 limit=CONSOLE_PAGE,
                 cursor=request.query.get("sida") or None,

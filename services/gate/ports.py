@@ -47,6 +47,15 @@ class Board(Protocol):
         q: str | None = None,
         reason: str | None = None,
     ) -> Page: ...
+    async def read(
+        self,
+        tenants: Collection[str],
+        *,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        q: str | None = None,
+        reason: str | None = None,
+    ) -> Page: ...
     async def page_json(
         self,
         tenants: Collection[str],

@@ -71,8 +71,12 @@ async def test_the_worker_s_pages_are_the_board_s_own(
     assert (_ids(found), hits) == (["item-99"], 1)
     none, zero, _ = await board.page_json(["ale"], reason="embargo")
     assert (none, zero) == (b"", 0)
-    assert len(asked) == 4  # every page came from the worker
-    assert board.page(["lerum"], limit=20).rows[0]["item_id"] == "item-1"
+    # The console's page: whole rows, as the board's own read gives them.
+    console = await board.read(["lerum", "ale"], limit=3, q="badplats")
+    assert console == board.page(["lerum", "ale"], limit=3, q="badplats")
+    assert (console.rows[0]["title"], console.count) == ("Ny badplats", 1)
+    assert len(asked) == 5  # every page came from the worker
+    assert asked[-1]["column"] == "row"
 
 
 async def test_a_bad_cursor_is_refused_as_before(worked: tuple[HeldBoard, PageWorker]) -> None:
