@@ -258,45 +258,22 @@ class HeldBoard:
         )
         return paging.Page([json.loads(text) for text in texts], total, next_cursor)
 
-    async def read(
-        self,
-        tenants: Collection[str],
-        *,
-        limit: int = paging.DEFAULT_LIMIT,
-        cursor: str | None = None,
-        q: str | None = None,
-        reason: str | None = None,
-    ) -> paging.Page:
-        """:meth:`page` for the console, read away from the event loop that decides
-        (a search counts every row it matches: a second at a million)."""
-        texts, total, next_cursor = await self._away("row", tenants, limit, cursor, q, reason)
-        return paging.Page(json.loads(b"[" + texts + b"]"), total, next_cursor)
-
-    async def page_json(
-        self,
-        tenants: Collection[str],
-        *,
-        limit: int = paging.DEFAULT_LIMIT,
-        cursor: str | None = None,
-        q: str | None = None,
-        reason: str | None = None,
-    ) -> tuple[bytes, int, str | None]:
-        """:meth:`page` as ``GET /v1/held`` answers it: the rows as stored, JSON objects
-        joined by ``", "`` (a page costs no parsing), the count and the next cursor."""
-        return await self._away("api", tenants, limit, cursor, q, reason)
-
-    async def _away(
+    async def read_json(
         self,
         column: Literal["row", "api"],
         tenants: Collection[str],
-        limit: int,
-        cursor: str | None,
-        q: str | None,
-        reason: str | None,
+        *,
+        limit: int = paging.DEFAULT_LIMIT,
+        cursor: str | None = None,
+        q: str | None = None,
+        reason: str | None = None,
     ) -> tuple[bytes, int, str | None]:
-        """A page of *column*, its rows' JSON texts joined by ``", "``, read away from
-        the event loop that decides: by the page reader's process when there is one
-        and it answers, else on a thread (on a file), else here."""
+        """:meth:`page` read away from the event loop that decides: the rows' JSON texts
+        as stored, joined by ``", "`` (whole rows, ``row``, for the console; ``api``
+        as ``GET /v1/held`` shows them), the count and the next cursor. Read by the
+        page reader's process when there is one and it answers, else on a thread (on
+        a file), else here. A search counts every row it matches: about a second at
+        a million, which would otherwise stop the decisions meanwhile."""
         if cursor:
             paging.decode(cursor)  # a bad cursor is refused here, whoever reads
         count = self._known_count(tenants, q, reason)

@@ -11,6 +11,7 @@ are audited with the person's name.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
@@ -345,7 +346,8 @@ class Console:
         q = request.query.get("q", "").strip()
         reason = request.query.get("orsak") or None
         try:
-            found = await board.read(
+            texts, count, next_cursor = await board.read_json(
+                "row",
                 tenants,
                 limit=CONSOLE_PAGE,
                 cursor=request.query.get("sida") or None,
@@ -354,6 +356,7 @@ class Console:
             )
         except paging.BadCursor:
             raise web.HTTPSeeOther("/console") from None
+        found = paging.Page(json.loads(b"[" + texts + b"]"), count, next_cursor)
         reasons = board.reasons(tenants)
         done = {"released": "Publiceringen är släppt.", "rejected": "Publiceringen är stoppad."}
         further = None

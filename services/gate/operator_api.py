@@ -172,7 +172,8 @@ class OperatorApi:
         reason = request.query.get("reason") or None
         try:
             tenants = [tenant] if tenant is not None else who.visible(sorted(self._tenants))
-            rows, count, next_cursor = await self._handler.board.page_json(
+            rows, count, next_cursor = await self._handler.board.read_json(
+                "api",
                 tenants,
                 limit=limit,
                 cursor=request.query.get("cursor") or None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from schemas.events import Decision, ManualReject, ManualRelease, ReleaseOrder
 from services.gate.index import Entry
@@ -47,17 +47,9 @@ class Board(Protocol):
         q: str | None = None,
         reason: str | None = None,
     ) -> Page: ...
-    async def read(
+    async def read_json(
         self,
-        tenants: Collection[str],
-        *,
-        limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None,
-        q: str | None = None,
-        reason: str | None = None,
-    ) -> Page: ...
-    async def page_json(
-        self,
+        column: Literal["row", "api"],
         tenants: Collection[str],
         *,
         limit: int = DEFAULT_LIMIT,

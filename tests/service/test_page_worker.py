@@ -61,20 +61,21 @@ async def test_the_worker_s_pages_are_the_board_s_own(
 
     board.read_pages_with(counted)
     lerum = [f"item-{n}" for n in range(40) if n % 4]
-    rows, count, cursor = await board.page_json(["lerum"], limit=20)
+    rows, count, cursor = await board.read_json("api", ["lerum"], limit=20)
     assert (_ids(rows), count) == (lerum[:20], 30)
     board.put(b"x:item-99", 1.0, [_row(99, "Ny badplats")])  # between two pages
-    rest, total, end = await board.page_json(["lerum"], limit=20, cursor=cursor)
+    rest, total, end = await board.read_json("api", ["lerum"], limit=20, cursor=cursor)
     assert (_ids(rest), total, end) == ([*lerum[20:], "item-99"], 31, None)
     # A search is counted where it is read; a reason filters, the tenants bound.
-    found, hits, _ = await board.page_json(["lerum", "ale"], q="BADPLATS")
+    found, hits, _ = await board.read_json("api", ["lerum", "ale"], q="BADPLATS")
     assert (_ids(found), hits) == (["item-99"], 1)
-    none, zero, _ = await board.page_json(["ale"], reason="embargo")
+    none, zero, _ = await board.read_json("api", ["ale"], reason="embargo")
     assert (none, zero) == (b"", 0)
     # The console's page: whole rows, as the board's own read gives them.
-    console = await board.read(["lerum", "ale"], limit=3, q="badplats")
-    assert console == board.page(["lerum", "ale"], limit=3, q="badplats")
-    assert (console.rows[0]["title"], console.count) == ("Ny badplats", 1)
+    whole, hits, _ = await board.read_json("row", ["lerum", "ale"], limit=3, q="badplats")
+    console = board.page(["lerum", "ale"], limit=3, q="badplats")
+    assert (json.loads(b"[" + whole + b"]"), hits) == (console.rows, 1)
+    assert console.rows[0]["title"] == "Ny badplats"
     assert len(asked) == 5  # every page came from the worker
     assert asked[-1]["column"] == "row"
 
@@ -82,7 +83,7 @@ async def test_the_worker_s_pages_are_the_board_s_own(
 async def test_a_bad_cursor_is_refused_as_before(worked: tuple[HeldBoard, PageWorker]) -> None:
     board, _ = worked
     with pytest.raises(paging.BadCursor):
-        await board.page_json(["lerum"], cursor="not-a-cursor")
+        await board.read_json("api", ["lerum"], cursor="not-a-cursor")
 
 
 async def test_a_page_is_answered_when_the_worker_is_gone_and_it_is_started_again(
@@ -95,13 +96,13 @@ async def test_a_page_is_answered_when_the_worker_is_gone_and_it_is_started_agai
     first.kill()
     await first.wait()
     with structlog.testing.capture_logs() as logged:
-        rows, count, _ = await board.page_json(["lerum", "ale"], limit=5)
+        rows, count, _ = await board.read_json("api", ["lerum", "ale"], limit=5)
     assert (_ids(rows), count) == ([f"item-{n}" for n in range(5)], 40)
     assert [e["event"] for e in logged] == ["held.page_worker_failed"]
     # Not started again at once, so a worker that cannot run is not started per page.
     assert worker._child is None
     monkeypatch.setattr(page_worker, "RESTART_AFTER_S", 0.0)
-    rows, _, _ = await board.page_json(["ale"], limit=2)
+    rows, _, _ = await board.read_json("api", ["ale"], limit=2)
     assert _ids(rows) == ["item-0", "item-4"]
     again = worker._child
     assert again is not None

@@ -189,13 +189,13 @@ async def test_a_board_on_file_reads_the_api_s_pages_on_a_connection_of_their_ow
     shows every write committed before it, and the cursor walks on across a write."""
     board = HeldBoard(tmp_path / "held-board.sqlite3")
     board.put_many((f"lerum:item-{n}".encode(), 1.0, [_row(n, n)]) for n in range(30))
-    rows, count, next_cursor = await board.page_json(["lerum"], limit=20)
+    rows, count, next_cursor = await board.read_json("api", ["lerum"], limit=20)
     assert [r["item_id"] for r in json.loads(b"[" + rows + b"]")] == [
         f"item-{n}" for n in range(20)
     ]
     assert (count, next_cursor is not None) == (30, True)
     board.put(b"lerum:item-99", 1.0, [_row(99, 99)])  # between two pages
-    rest, total, end = await board.page_json(["lerum"], limit=20, cursor=next_cursor)
+    rest, total, end = await board.read_json("api", ["lerum"], limit=20, cursor=next_cursor)
     assert [r["item_id"] for r in json.loads(b"[" + rest + b"]")] == [
         *(f"item-{n}" for n in range(20, 30)),
         "item-99",
