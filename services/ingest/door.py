@@ -333,9 +333,10 @@ class EventDoor:
         if isinstance(result, Invalid):
             return await self._refuse_invalid(signed, result, path)
         key = signed.key
-        # derived from the id, so a delivery after the id was forgotten is the same
-        # event to the gate, which then records it as already decided
-        event_id = dedupe.event_id_for(key, None)
+        # derived from the id and the event, so the same event delivered after the id
+        # was forgotten is the same to the gate, which then records it as already
+        # decided, and a different one sent under a reused id is a new event
+        event_id = dedupe.event_id_for(key, None, result.model_dump_json())
         if not self._link.may_try():  # refused at once, not queued behind a dead connection
             return _unavailable(path, self._link.reason() or "Kafka unreachable")
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

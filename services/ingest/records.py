@@ -109,7 +109,9 @@ class RecordHandler:
             record.header("webhook-id"), record.topic, record.partition, record.offset
         )
         seen_key = dedupe.seen_key(event.tenant, delivery)
-        event_id = dedupe.event_id_for(seen_key, record.header("gatekeeper-event-id"))
+        event_id = dedupe.event_id_for(
+            seen_key, record.header("gatekeeper-event-id"), event.model_dump_json()
+        )
         if self._seen.get(seen_key) is not None:
             self._telemetry.duplicate(source, event.tenant, event.item_id, event_id, delivery)
             return

@@ -225,3 +225,32 @@ async def test_a_webhook_id_is_a_duplicate_for_the_replay_window_and_then_forgot
     )
     accepted = [json.loads(r.value or b"")["event_id"] for r in outbox.on(topics.ACCEPTED)]
     assert accepted == [first[1]["event_id"]] * 2, "once in the window, once after it"
+
+
+async def test_another_event_under_a_forgotten_webhook_id_is_a_new_event(
+    deployment: Deployment, clock: FakeClock
+) -> None:
+    """A CMS that uses an id again once it was forgotten, for another event: that
+    event goes on to the gate under an id of its own, not as one already decided."""
+    outbox = MemoryOutbox()
+    handlers = _handlers(deployment, outbox, clock)
+    app = web.Application()
+    handlers.door.add_routes(app)
+    events = [("roadworks", "Vägarbete på Storgatan"), ("beach", "Ny badplats")]
+    answers = []
+    async with TestClient(TestServer(app)) as client:
+        for offset, (item, title) in enumerate(events, 1):
+            body = json.dumps(content_event(item_id=item, title=title)).encode()
+            response = await client.post(
+                "/v1/tenants/lerum/events", data=body, headers=sign("lerum", body, "msg_reused")
+            )
+            answers.append((response.status, (await response.json())["event_id"]))
+            await handlers.records.handle(_delivery(item, body, "msg_reused", offset))
+            clock.advance(days=7, seconds=1)
+    assert [status for status, _ in answers] == [202, 202]
+    assert answers[0][1] != answers[1][1]
+    accepted = [json.loads(r.value or b"") for r in outbox.on(topics.ACCEPTED)]
+    assert [(a["event_id"], a["event"]["title"]) for a in accepted] == [
+        (answers[0][1], "Vägarbete på Storgatan"),
+        (answers[1][1], "Ny badplats"),
+    ]
