@@ -136,7 +136,8 @@ class HeldBoard:
         self._pages: PageReader | None = None
 
     def read_pages_with(self, reader: PageReader) -> None:
-        """Let *reader* read the API's pages, in a process of its own (a board on file)."""
+        """Let *reader* read :meth:`read_json`'s pages, in a process of its own (a board
+        on file)."""
         self._pages = reader
 
     def put(self, key: bytes, stamp: float, rows: list[Row]) -> None:

@@ -95,7 +95,8 @@ def build(
     # Every item held, whichever gate process owns it: gate.held, read whole by each.
     board_file = settings.data_dir / "gate" / "held-board.sqlite3"
     board = HeldBoard(board_file)
-    # GET /v1/held's pages are read by a process of their own, off the deciding loop.
+    # The list's pages (GET /v1/held, the console) are read by a process of their
+    # own, off the deciding loop.
     pages = PageWorker(board_file)
     board.read_pages_with(pages.read)
     held_list = TopicMirror(settings, topics.HELD, board.apply, board.apply_many)
