@@ -41,7 +41,10 @@ class PageWorker(mode.Service):
         self._failed_at: float | None = None
 
     async def on_start(self) -> None:
-        await self._spawn()
+        try:
+            await self._spawn()
+        except OSError as exc:  # the gate starts anyway; its board reads the pages
+            await self._failed(type(exc).__name__)
 
     async def on_stop(self) -> None:
         async with self._lock:

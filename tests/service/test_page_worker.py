@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,3 +108,22 @@ async def test_a_page_is_answered_when_the_worker_is_gone_and_it_is_started_agai
     again = worker._child
     assert again is not None
     assert (again.returncode, again.pid != first.pid) == (None, True)
+
+
+async def test_a_worker_that_cannot_start_leaves_the_pages_to_the_board(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "held-board.sqlite3"
+    board = HeldBoard(path)
+    board.put_many((f"x:item-{n}".encode(), 1.0, [_row(n)]) for n in range(3))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    worker = PageWorker(path)
+    with structlog.testing.capture_logs() as logged:
+        await worker.start()
+    board.read_pages_with(worker.read)
+    rows, count, _ = await board.read_json("api", ["lerum", "ale"])
+    await worker.stop()
+    assert (_ids(rows), count) == (["item-0", "item-1", "item-2"], 3)
+    assert [(e["event"], e["problem"]) for e in logged] == [
+        ("held.page_worker_failed", "FileNotFoundError")
+    ]
