@@ -8,19 +8,24 @@ this machine). One build serves every test in this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaProducer
 
+from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker, free_port
-from tests.conftest import SECRETS_ENV, content_event
+from services.runtime.stamps import stamp_header
+from tests.conftest import OPERATOR_AUTH, SECRETS_ENV, content_event
 from tests.harness import post_event, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +66,16 @@ def _run(container: str, *argv: str, env: dict[str, str] | None = None) -> list[
 def test_the_image_runs_as_uid_10001_without_the_embedded_broker(container: str) -> None:
     whoami = subprocess.run(_run(container, "id", "-u"), capture_output=True, text=True)
     assert whoami.stdout.strip() == "10001"
+    # Every service's code imports with what the image installed (its pins).
+    services = (
+        "import services.ingest.bootstrap, services.gate.bootstrap, services.publish.bootstrap"
+    )
+    imported = subprocess.run(
+        _run(container, "/opt/gatekeeper/bin/python", "-c", services),
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
     local = subprocess.run(
         _run(container, "gatekeeper", "up", env=SECRETS_ENV), capture_output=True, text=True
     )
@@ -79,55 +94,84 @@ def test_the_image_runs_as_uid_10001_without_the_embedded_broker(container: str)
     assert "/var/lib/gatekeeper" in oci["Volumes"]
 
 
-def test_ingest_in_the_image_accepts_an_event_against_a_separate_broker(
-    container: str, tmp_path: Path
-) -> None:
-    port = free_port()
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        env = {
-            **SECRETS_ENV,
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "GATEKEEPER_EMBEDDED_BROKER": "true",
-            "GATEKEEPER_PARTITIONS": "2",
-            "GATEKEEPER_HOST": "127.0.0.1",
-            "GATEKEEPER_INGEST_PORT": str(port),
-        }
-        with open(tmp_path / "ingest.log", "wb") as log:
-            proc = subprocess.Popen(
-                _run(container, "gatekeeper", "serve", "ingest", env=env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
+@contextlib.contextmanager
+def _serving(
+    container: str, service: str, env: dict[str, str], port: int, log_path: Path
+) -> Iterator[tuple[str, int]]:
+    """``gatekeeper serve SERVICE`` in the image, as the chart starts it, until it
+    answers ``/readyz``; its address and the process id of ``buildah run``. SIGTERM
+    at the end."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            _run(container, "gatekeeper", "serve", service, env=env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
 
-        def ready() -> bool:
-            assert proc.poll() is None, (tmp_path / "ingest.log").read_text()[-3000:]
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
+    def ready() -> bool:
+        assert proc.poll() is None, log_path.read_text()[-3000:]
         try:
-            wait_until(ready, 120, "ingest in the image answering /readyz")
-            answer = post_event(url, content_event())
-            assert answer.status_code == 202, answer.text
-            assert answer.json()["status"] == "accepted"
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    # A read-only root filesystem holds: the container's own layer (what the run
-    # changed) has nothing outside the data volume and /tmp.
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, 120, f"{service} in the image answering /readyz")
+        yield url, proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _broker_env(broker: EmbeddedBroker, **more: str) -> dict[str, str]:
+    return {
+        **SECRETS_ENV,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "GATEKEEPER_EMBEDDED_BROKER": "true",
+        "GATEKEEPER_PARTITIONS": "2",
+        "GATEKEEPER_HOST": "127.0.0.1",
+        **more,
+    }
+
+
+def _running_under(ancestor: int, marker: str) -> list[list[str]]:
+    """The command lines with *marker* in them of the processes *ancestor* started,
+    and the processes they started in turn (the container's)."""
+    parents: dict[int, int] = {}
+    argvs: dict[int, list[str]] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argvs[int(proc.name)] = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return False
+
+    return [argv for pid, argv in argvs.items() if marker in argv and descends(pid)]
+
+
+def _written_outside_the_volume(container: str) -> list[str]:
+    """What the run wrote to the container's own layer outside the data volume and
+    /tmp: nothing, where a read-only root filesystem holds."""
     merged = subprocess.run(
         [BUILDAH, "mount", container], capture_output=True, text=True, check=True
     ).stdout.strip()
     try:
         layer = Path(merged).parent / "diff"
-        written = [
+        assert layer.is_dir(), layer
+        return [
             str(p.relative_to(layer))
             for p in layer.rglob("*")
             if p.is_file()
@@ -135,5 +179,64 @@ def test_ingest_in_the_image_accepts_an_event_against_a_separate_broker(
         ]
     finally:
         subprocess.run([BUILDAH, "umount", container], capture_output=True, check=False)
-    assert layer.is_dir(), layer
+
+
+def test_ingest_in_the_image_accepts_an_event_against_a_separate_broker(
+    container: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        env = _broker_env(broker, GATEKEEPER_INGEST_PORT=str(port))
+        with _serving(container, "ingest", env, port, tmp_path / "ingest.log") as (url, _):
+            answer = post_event(url, content_event())
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["status"] == "accepted"
+    written = _written_outside_the_volume(container)
+    assert written == [], written
+
+
+def test_the_gate_in_the_image_lists_what_is_held_through_its_page_reader(
+    container: str, tmp_path: Path
+) -> None:
+    """The gate's page reader is a second process: it runs from the image's
+    installation, and the list it reads shows a row another gate process wrote."""
+    port = free_port()
+    row = {
+        "tenant": "lerum",
+        "item_id": "badplats",
+        "version": 1,
+        "audience": "external",
+        "title": "Ny badplats vid Aspen",
+        "reasons": ["awaiting_internal_notice"],
+        "held_since": "2026-06-01T08:00:00+00:00",
+    }
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        env = _broker_env(broker, GATEKEEPER_GATE_PORT=str(port))
+        with _serving(container, "gate", env, port, tmp_path / "gate.log") as (url, run):
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1)
+            producer.send(
+                topics.HELD,
+                key=b"lerum:badplats",
+                value=json.dumps([row]).encode(),
+                headers=[stamp_header(time.time())],
+            )
+            producer.flush()
+            producer.close()
+
+            def listed() -> list[dict[str, object]]:
+                answer = httpx.get(f"{url}/v1/held", params={"q": "badplats"},
+                                   headers=OPERATOR_AUTH, timeout=5)  # fmt: skip
+                assert answer.status_code == 200, answer.text
+                return list(answer.json()["held"])
+
+            wait_until(lambda: bool(listed()), 30, "the held row listed")
+            assert [(r["item_id"], r["title"]) for r in listed()] == [
+                ("badplats", "Ny badplats vid Aspen")
+            ]
+            readers = _running_under(run, "services.gate.board_pages")
+        log = (tmp_path / "gate.log").read_text()
+    assert len(readers) == 1, readers
+    assert readers[0][0].startswith("/opt/gatekeeper/bin/python"), readers
+    assert "held.page_worker_failed" not in log
+    written = _written_outside_the_volume(container)
     assert written == [], written
