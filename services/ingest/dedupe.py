@@ -3,7 +3,8 @@
 A ``webhook-id`` is the idempotency key, per tenant; a record produced straight
 to ``cms.events`` without one is identified by where it sits in the log. An
 event's id is derived from that key and the event's content unless ingest's
-HTTP door already gave it one, so a replayed record keeps its id. Pure: no I/O, no clock.
+HTTP door already gave it one, so a replayed record keeps its id. Pure: no I/O,
+no clock.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ def seen_key(tenant: str, dedupe: str) -> str:
     return f"{tenant}:{dedupe}"
 
 
-def event_id_for(key: str, given: str | None, content: str) -> str:
-    """The id the HTTP door answered with, else one derived from the key and the
-    event's *content* (its canonical JSON): the same on a replay, and on the same
-    event delivered again after its key was forgotten, which the gate then knows
-    as decided; another for a different event sent under a key used before."""
-    if given:
-        return given
+def event_id_for(key: str, content: str) -> str:
+    """An event's id, derived from its key and its *content* (its canonical JSON):
+    the same on a replay, and on the same event delivered again after its key was
+    forgotten, which the gate then knows as decided; another for a different event
+    sent under a key used before."""
     digest = hashlib.sha256(content.encode()).hexdigest()
     return str(uuid.uuid5(_EVENT_NS, f"{key}\n{digest}"))
 

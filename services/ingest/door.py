@@ -336,7 +336,7 @@ class EventDoor:
         # derived from the id and the event, so the same event delivered after the id
         # was forgotten is the same to the gate, which then records it as already
         # decided, and a different one sent under a reused id is a new event
-        event_id = dedupe.event_id_for(key, None, result.model_dump_json())
+        event_id = dedupe.event_id_for(key, result.model_dump_json())
         if not self._link.may_try():  # refused at once, not queued behind a dead connection
             return _unavailable(path, self._link.reason() or "Kafka unreachable")
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

@@ -109,8 +109,9 @@ class RecordHandler:
             record.header("webhook-id"), record.topic, record.partition, record.offset
         )
         seen_key = dedupe.seen_key(event.tenant, delivery)
-        event_id = dedupe.event_id_for(
-            seen_key, record.header("gatekeeper-event-id"), event.model_dump_json()
+        # The door's id when it wrote the record; the event is serialized only if not.
+        event_id = record.header("gatekeeper-event-id") or dedupe.event_id_for(
+            seen_key, event.model_dump_json()
         )
         if self._seen.get(seen_key) is not None:
             self._telemetry.duplicate(source, event.tenant, event.item_id, event_id, delivery)
