@@ -62,6 +62,7 @@ from services.runtime.stamps import stamp_header
 from tests.harness import (
     BENCH_SECRETS,
     accepted_event,
+    descendants,
     read_records,
     service_env,
     start_process,
@@ -167,19 +168,6 @@ class Pager:
         return int(self.pages.value)
 
 
-def children_of(pid: int) -> list[int]:
-    """The processes *pid* started (the gate's page reader)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # ended meanwhile
-        if parent == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _busy(before: dict[str, float], after: dict[str, float], wall: float) -> str:
     each = {name: (after[name] - before[name]) / wall for name in before if name in after}
     parts = "  ".join(f"{name} {cores:.2f}" for name, cores in each.items())
@@ -246,7 +234,7 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
                     pager = Pager(f"{base}/v1/held", args.pager_nice)
                     pager.start()
                     pids["pager"] = pager.process.pid
-                    readers = children_of(gate.pid)
+                    readers = descendants(gate.pid)
                     pids |= {f"page reader{n}": pid for n, pid in enumerate(readers)}
                     cpu, begun = cpu_by_name(pids), time.monotonic()
                     paged = _releases(broker.bootstrap, f"paged{r}-", m, args.rate)

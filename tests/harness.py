@@ -331,6 +331,28 @@ def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def descendants(ancestor: int) -> dict[int, list[str]]:
+    """The command line of each process *ancestor* started, and of those they
+    started in turn (a gate's page reader; what runs in a container)."""
+    parents: dict[int, int] = {}
+    argvs: dict[int, list[str]] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argvs[int(proc.name)] = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return False
+
+    return {pid: argv for pid, argv in argvs.items() if under(pid)}
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:

@@ -26,7 +26,7 @@ from services.runtime import topics
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.stamps import stamp_header
 from tests.conftest import OPERATOR_AUTH, SECRETS_ENV, content_event
-from tests.harness import post_event, wait_until
+from tests.harness import descendants, post_event, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDAH = shutil.which("buildah") or "/usr/bin/buildah"
@@ -140,28 +140,6 @@ def _broker_env(broker: EmbeddedBroker, **more: str) -> dict[str, str]:
     }
 
 
-def _running_under(ancestor: int, marker: str) -> list[list[str]]:
-    """The command lines with *marker* in them of the processes *ancestor* started,
-    and the processes they started in turn (the container's)."""
-    parents: dict[int, int] = {}
-    argvs: dict[int, list[str]] = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argvs[int(proc.name)] = (proc / "cmdline").read_bytes().decode().split("\0")
-        except (OSError, ValueError, IndexError):
-            continue  # ended meanwhile
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == ancestor:
-                return True
-        return False
-
-    return [argv for pid, argv in argvs.items() if marker in argv and descends(pid)]
-
-
 def _written_outside_the_volume(container: str) -> list[str]:
     """What the run wrote to the container's own layer outside the data volume and
     /tmp: nothing, where a read-only root filesystem holds."""
@@ -233,7 +211,9 @@ def test_the_gate_in_the_image_lists_what_is_held_through_its_page_reader(
             assert [(r["item_id"], r["title"]) for r in listed()] == [
                 ("badplats", "Ny badplats vid Aspen")
             ]
-            readers = _running_under(run, "services.gate.board_pages")
+            readers = [
+                argv for argv in descendants(run).values() if "services.gate.board_pages" in argv
+            ]
         log = (tmp_path / "gate.log").read_text()
     assert len(readers) == 1, readers
     assert readers[0][0].startswith("/opt/gatekeeper/bin/python"), readers
